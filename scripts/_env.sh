@@ -26,5 +26,8 @@ mkdir -p "$AIRFLOW_HOME"
 if [ ! -f "$AIRFLOW_HOME/.migrated" ] || [ "$(cat "$AIRFLOW_HOME/.migrated")" != "$want" ]; then
   echo ">> airflow db migrate ($AIRFLOW_HOME)" >&2
   airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }
+  # Pools bound concurrent API tasks across all workers (PRODUCT.md "pools for rate limits").
+  airflow pools set loop_api 2 "Loop API: 300 requests/min per key" >/dev/null
+  airflow pools set whiplash_api 2 "Whiplash API: 10 requests/s per account" >/dev/null
   echo "$want" > "$AIRFLOW_HOME/.migrated"
 fi

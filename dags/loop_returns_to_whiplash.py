@@ -1,0 +1,111 @@
+"""
+### Loop returns -> Whiplash RMAs
+
+Creates exactly one Whiplash *consumer return* (RMA) for every Loop return that is `open` and
+whose label reached `pre_transit` (or a later status, if `pre_transit` was skipped).
+
+* **Schedule**: every 5 minutes (`RETURNS_SYNC_RMA_SCHEDULE_MINUTES`), overlapping windows
+  `[watermark - overlap, data_interval_end)` on the Loop return's `updated_at`; the watermark is
+  kept in the state store (`returns_sync_db`) and advances only after a fully successful run.
+* **Explicit ids**: trigger with `return_ids` (webhooks and operators do) to sync those returns
+  now, through the same code.
+* **Exactly once**: claim in the state store -> look up Whiplash by originator/reference ->
+  adopt or create -> record. A 409 means "exists" and is adopted.
+* **Unmappable** returns (unknown SKU/order, no items, Loop 404) are recorded with a reason, shown
+  in the report and retried on later runs; the run fails only when more than
+  `RETURNS_SYNC_MAX_UNMAPPABLE` pile up.
+* **Report**: `$AIRFLOW_HOME/returns_sync/reports/loop_returns_to_whiplash/<run_id>/`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Asset, Param, dag, task
+
+RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
+SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUTES", "5")))
+
+
+def _alert(context: dict) -> None:
+    from include.returns_sync.alerts import on_failure
+
+    on_failure(context)
+
+
+@dag(
+    dag_id="loop_returns_to_whiplash",
+    schedule=SCHEDULE,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["returns-sync", "loop", "whiplash"],
+    default_args={
+        "owner": "returns-sync",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": _alert,
+    },
+    params={
+        "return_ids": Param(
+            [],
+            type="array",
+            title="Loop return ids",
+            description="Sync only these Loop returns now (leave empty to poll the window).",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Decide and report, create nothing."
+        ),
+    },
+)
+def loop_returns_to_whiplash() -> None:
+    @task(pool="loop_api")
+    def plan_window(params: dict, data_interval_end: datetime | None = None) -> dict | None:
+        from include.returns_sync.tasks import rma
+
+        if params.get("return_ids"):
+            return None  # an explicit run reads only the returns it was given
+        return rma.plan_window(data_interval_end or datetime.now(timezone.utc))
+
+    @task(pool="loop_api")
+    def collect(window: dict | None, params: dict) -> list[dict]:
+        from include.returns_sync.tasks import rma
+
+        explicit = [str(i) for i in params.get("return_ids") or []]
+        return rma.collect_batches(window, explicit, include_retries=not explicit)
+
+    @task(pool="whiplash_api")
+    def create_rmas(batch: dict, params: dict) -> list[dict]:
+        from include.returns_sync.tasks import rma
+
+        source = "manual" if params.get("return_ids") else "poll"
+        return rma.create_rmas(batch, source=source, dry_run=bool(params.get("dry_run")))
+
+    @task(outlets=[RMA_ASSET])
+    def report(window: dict | None, results: list, params: dict, **context) -> dict:
+        from include.returns_sync.tasks import rma
+
+        summary = rma.finalize(
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            window=window,
+            results=results,
+            advance_watermark=not params.get("dry_run"),
+        )
+        context["outlet_events"][RMA_ASSET].extra = {
+            "created": summary["loop_return_ids"].get("created", [])[:500],
+            "counts": summary["counts"],
+        }
+        return summary["counts"]
+
+    window = plan_window()
+    batches = collect(window)
+    results = create_rmas.partial().expand(batch=batches)
+    report(window, results)
+
+
+loop_returns_to_whiplash()

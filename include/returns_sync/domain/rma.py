@@ -1,0 +1,412 @@
+"""RMA creation: exactly one Whiplash consumer return per eligible Loop return.
+
+One code path serves the 5-minute poll, webhooks, manual triggers and the daily backfill.
+
+Exactly once, without an idempotency key from the vendor (STYLE.md, "Stripe idempotency"):
+1. *Claim* the Loop return in the state store (a unique row; a second worker loses the claim).
+2. *Look up* Whiplash for a consumer return whose originator/reference is the Loop return id,
+   in batches. Found -> *adopt* it. This covers a worker that died after Whiplash created the
+   RMA but before our record was written: its claim goes stale, the next run takes it over and
+   adopts instead of creating.
+3. *Create* only when nothing was found. Whiplash answers 409 on a duplicate originator id: that
+   also means "exists" -> look up and adopt. A create whose outcome is unknown (timeout, dropped
+   connection) is looked up once more; if still not visible it is recorded `AMBIGUOUS_CREATE`
+   and retried on a later run, which looks up first again (and the 409 is the backstop).
+4. *Record* the Whiplash id under the claim.
+
+A return that cannot be mapped is recorded with a reason code and retried on later runs; the
+other returns still sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from include.returns_sync.domain.eligibility import ineligibility
+from include.returns_sync.domain.mapping import (
+    Lookups,
+    Unmappable,
+    UnmappableReason,
+    build_consumer_return,
+    order_keys,
+)
+from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
+from include.returns_sync.models import ConsumerReturn, LoopReturn, WhiplashItem, WhiplashOrder
+
+log = logging.getLogger(__name__)
+
+
+# --- what the flow needs from its collaborators (duck-typed; the real ones live elsewhere) ---
+class WhiplashApi(Protocol):
+    def find_consumer_returns_by_loop_ids(
+        self, loop_return_ids: Sequence[str]
+    ) -> dict[str, ConsumerReturn]: ...
+    def create_consumer_return(self, payload: dict[str, Any]) -> ConsumerReturn: ...
+    def find_items_by_sku(self, skus: Iterable[str]) -> dict[str, WhiplashItem]: ...
+    def find_orders_by_originator(self, ids: Iterable[str]) -> dict[str, WhiplashOrder]: ...
+    def find_orders_by_name(self, names: Iterable[str]) -> dict[str, WhiplashOrder]: ...
+
+
+class LoopApi(Protocol):
+    def get_return(self, return_id: str) -> LoopReturn: ...
+
+
+class RmaStore(Protocol):
+    def get_sync_records(self, loop_return_ids: Iterable[str]) -> Mapping[str, Any]: ...
+    def claim_for_creation(
+        self,
+        loop_return_id: str,
+        *,
+        token: str,
+        source: str,
+        stale_after: timedelta,
+        label_status: str | None = None,
+    ) -> Any: ...
+    def record_created(
+        self, loop_return_id: str, whiplash_return_id: int, *, adopted: bool, token: str
+    ) -> Any: ...
+    def record_unmappable(
+        self, loop_return_id: str, reason_code: str, reason_detail: str, *, token: str
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RmaSettings:
+    """Tunables of RMA creation; every one has a safe default."""
+
+    warehouse_id: int | None = None
+    sku_aliases: Mapping[str, str] = field(default_factory=dict)
+    #: A claim older than this belongs to a worker that died; it must exceed one task's runtime.
+    stale_claim_after: timedelta = timedelta(minutes=15)
+    dry_run: bool = False
+
+
+#: Outcomes of one Loop return in one run (the report's buckets).
+CREATED = "created"
+ADOPTED = "adopted"
+ALREADY_SYNCED = "already_synced"
+INELIGIBLE = "ineligible"
+UNMAPPABLE = "unmappable"
+BUSY = "busy"  # another worker holds the claim right now; it will finish the job
+WOULD_CREATE = "would_create"  # dry run
+
+
+@dataclass(frozen=True)
+class RmaResult:
+    loop_return_id: str
+    outcome: str
+    whiplash_return_id: int | None = None
+    reason_code: str | None = None
+    detail: str | None = None
+    label_status: str | None = None
+    label_updated_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """A JSON-friendly dict (XCom, CSV)."""
+        row = asdict(self)
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RmaResult:
+        values = dict(row)
+        for key in ("label_updated_at", "updated_at"):
+            if isinstance(values.get(key), str):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
+
+
+@dataclass
+class RmaReport:
+    """Everything a run did, per Loop return; `summary()` is what the logs and report show."""
+
+    results: list[RmaResult] = field(default_factory=list)
+
+    def add(self, result: RmaResult) -> None:
+        self.results.append(result)
+
+    def extend(self, other: RmaReport) -> None:
+        self.results.extend(other.results)
+
+    def ids(self, outcome: str) -> list[str]:
+        return sorted(r.loop_return_id for r in self.results if r.outcome == outcome)
+
+    def summary(self) -> dict[str, Any]:
+        by_outcome = Counter(r.outcome for r in self.results)
+        by_reason = Counter(
+            f"{r.outcome}:{r.reason_code}" for r in self.results if r.reason_code is not None
+        )
+        buckets: dict[str, list[str]] = {}
+        for r in self.results:
+            key = r.outcome if r.reason_code is None else f"{r.outcome}:{r.reason_code}"
+            buckets.setdefault(key, []).append(r.loop_return_id)
+        return {
+            "seen": len(self.results),
+            "eligible": len(self.results) - by_outcome.get(INELIGIBLE, 0),
+            "counts": dict(sorted(by_outcome.items())),
+            "reasons": dict(sorted(by_reason.items())),
+            "loop_return_ids": {k: sorted(v) for k, v in sorted(buckets.items())},
+        }
+
+
+def _result(loop_return: LoopReturn, outcome: str, **extra: Any) -> RmaResult:
+    return RmaResult(
+        loop_return_id=loop_return.id or "",
+        outcome=outcome,
+        label_status=loop_return.label_status,
+        label_updated_at=loop_return.label_updated_at,
+        updated_at=loop_return.updated_at,
+        **extra,
+    )
+
+
+def _claim_won(claim: Any) -> bool:
+    return bool(getattr(claim, "won", False))
+
+
+def _lookups(whiplash: WhiplashApi, returns: Sequence[LoopReturn], settings: RmaSettings) -> Lookups:
+    """Batched look-ups of every SKU and order the batch needs: few API calls per return."""
+    raw_skus = {line.sku for r in returns for line in r.line_items if line.sku}
+    found_items = whiplash.find_items_by_sku(sorted(raw_skus)) if raw_skus else {}
+    items_by_sku: dict[str, WhiplashItem] = {}
+    for sku, item in found_items.items():
+        items_by_sku.setdefault(normalise_sku(item.sku or sku, settings.sku_aliases), item)
+    shopify_ids = {key for key in (order_keys(r)[0] for r in returns) if key}
+    by_originator = whiplash.find_orders_by_originator(sorted(shopify_ids)) if shopify_ids else {}
+    missing_names = {
+        name
+        for r in returns
+        for shopify_id, name in [order_keys(r)]
+        if name and (not shopify_id or shopify_id not in by_originator)
+    }
+    names = {n for name in missing_names for n in (name, f"#{name.lstrip('#')}")}
+    by_name = whiplash.find_orders_by_name(sorted(names)) if names else {}
+    return Lookups(items_by_sku, by_originator, by_name)
+
+
+def sync_returns(
+    returns: Iterable[LoopReturn],
+    *,
+    whiplash: WhiplashApi,
+    store: RmaStore,
+    settings: RmaSettings,
+    source: str,
+    vendor_error: type[Exception] = Exception,
+) -> RmaReport:
+    """Create (or adopt) the RMA of every eligible return in `returns`; report each one.
+
+    `vendor_error` is the client layer's base exception: a vendor failure on one return's create
+    is recorded against that return instead of failing the run. Failures of the batched look-ups
+    propagate (the task retries), because without them nothing can be decided safely.
+    """
+    report = RmaReport()
+    unique: dict[str, LoopReturn] = {}
+    for loop_return in returns:
+        if loop_return.id:
+            unique[loop_return.id] = loop_return  # the last copy wins: lists can overlap
+    records = store.get_sync_records(list(unique))
+    todo: list[LoopReturn] = []
+    for loop_id, loop_return in unique.items():
+        reason = ineligibility(loop_return)
+        record = records.get(loop_id)
+        if record is not None and getattr(record, "status", None) in ("created", "adopted"):
+            report.add(
+                _result(
+                    loop_return,
+                    ALREADY_SYNCED,
+                    whiplash_return_id=getattr(record, "whiplash_return_id", None),
+                )
+            )
+        elif reason is not None:
+            report.add(_result(loop_return, INELIGIBLE, reason_code=str(reason)))
+        else:
+            todo.append(loop_return)
+    if not todo:
+        return report
+
+    if settings.dry_run:
+        existing = whiplash.find_consumer_returns_by_loop_ids([r.id or "" for r in todo])
+        lookups = _lookups(whiplash, todo, settings)
+        for loop_return in todo:
+            if loop_return.id in existing:
+                report.add(_result(loop_return, ADOPTED, detail="dry run: would adopt"))
+                continue
+            try:
+                build_consumer_return(
+                    loop_return,
+                    lookups,
+                    warehouse_id=settings.warehouse_id,
+                    aliases=settings.sku_aliases,
+                )
+                report.add(_result(loop_return, WOULD_CREATE))
+            except Unmappable as exc:
+                report.add(
+                    _result(loop_return, UNMAPPABLE, reason_code=str(exc.reason), detail=exc.detail)
+                )
+        return report
+
+    token = uuid.uuid4().hex
+    claimed: list[LoopReturn] = []
+    for loop_return in todo:
+        claim = store.claim_for_creation(
+            loop_return.id or "",
+            token=token,
+            source=source,
+            stale_after=settings.stale_claim_after,
+            label_status=loop_return.label_status,
+        )
+        if _claim_won(claim):
+            claimed.append(loop_return)
+        elif getattr(claim, "whiplash_return_id", None):
+            report.add(
+                _result(loop_return, ALREADY_SYNCED, whiplash_return_id=claim.whiplash_return_id)
+            )
+        else:
+            report.add(_result(loop_return, BUSY, detail="another worker holds the claim"))
+    if not claimed:
+        return report
+
+    # Look up AFTER claiming: nothing of ours can create these returns between here and create.
+    existing = whiplash.find_consumer_returns_by_loop_ids([r.id or "" for r in claimed])
+    to_create = []
+    for loop_return in claimed:
+        found = existing.get(loop_return.id or "")
+        if found is not None:
+            store.record_created(loop_return.id or "", found.id, adopted=True, token=token)
+            report.add(_result(loop_return, ADOPTED, whiplash_return_id=found.id))
+        else:
+            to_create.append(loop_return)
+    if not to_create:
+        return report
+
+    lookups = _lookups(whiplash, to_create, settings)
+    for loop_return in to_create:
+        report.add(
+            _create_one(loop_return, lookups, whiplash, store, settings, token, vendor_error)
+        )
+    return report
+
+
+def _create_one(
+    loop_return: LoopReturn,
+    lookups: Lookups,
+    whiplash: WhiplashApi,
+    store: RmaStore,
+    settings: RmaSettings,
+    token: str,
+    vendor_error: type[Exception],
+) -> RmaResult:
+    loop_id = loop_return.id or ""
+    try:
+        payload = build_consumer_return(
+            loop_return, lookups, warehouse_id=settings.warehouse_id, aliases=settings.sku_aliases
+        )
+        created = whiplash.create_consumer_return(payload)
+    except Unmappable as exc:
+        store.record_unmappable(loop_id, str(exc.reason), exc.detail, token=token)
+        return _result(loop_return, UNMAPPABLE, reason_code=str(exc.reason), detail=exc.detail)
+    except vendor_error as exc:
+        return _after_failed_create(loop_return, exc, whiplash, store, token)
+    store.record_created(loop_id, created.id, adopted=False, token=token)
+    return _result(loop_return, CREATED, whiplash_return_id=created.id)
+
+
+def _after_failed_create(
+    loop_return: LoopReturn,
+    exc: Exception,
+    whiplash: WhiplashApi,
+    store: RmaStore,
+    token: str,
+) -> RmaResult:
+    """A create failed: a 409 or an unknown outcome may still mean the RMA exists. Look again."""
+    loop_id = loop_return.id or ""
+    status = getattr(exc, "status", None)
+    kind = type(exc).__name__
+    try:
+        found = whiplash.find_consumer_returns_by_loop_ids([loop_id]).get(loop_id)
+    except Exception as lookup_exc:  # the look-up itself failed: decide nothing, retry later
+        log.warning("look-up after a failed create of %s failed: %s", loop_id, lookup_exc)
+        found = None
+    if found is not None:
+        store.record_created(loop_id, found.id, adopted=True, token=token)
+        return _result(loop_return, ADOPTED, whiplash_return_id=found.id, detail=f"after {kind}")
+    if status in (400, 422):
+        reason = UnmappableReason.WHIPLASH_REJECTED
+    elif status is None or status >= 500 or "Ambiguous" in kind:
+        reason = UnmappableReason.AMBIGUOUS_CREATE
+    else:
+        reason = UnmappableReason.VENDOR_ERROR
+    detail = f"{kind} (HTTP {status or '-'}): {exc}"[:500]
+    store.record_unmappable(loop_id, str(reason), detail, token=token)
+    return _result(loop_return, UNMAPPABLE, reason_code=str(reason), detail=detail)
+
+
+def fetch_by_ids(
+    loop: LoopApi, return_ids: Iterable[str], vendor_error: type[Exception] = Exception
+) -> tuple[list[LoopReturn], list[RmaResult]]:
+    """Read explicit Loop returns (webhooks, manual runs, retries); a 404 is reported, not fatal."""
+    found: list[LoopReturn] = []
+    missing: list[RmaResult] = []
+    for return_id in dict.fromkeys(str(i).strip() for i in return_ids if str(i).strip()):
+        try:
+            found.append(loop.get_return(return_id))
+        except vendor_error as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+            missing.append(
+                RmaResult(
+                    loop_return_id=return_id,
+                    outcome=UNMAPPABLE,
+                    reason_code=str(UnmappableReason.LOOP_NOT_FOUND),
+                    detail="Loop answered 404 for this return id",
+                )
+            )
+    return found, missing
+
+
+def record_not_found(
+    store: RmaStore, missing: Iterable[RmaResult], *, source: str, settings: RmaSettings
+) -> list[RmaResult]:
+    """Record Loop 404s as unmappable (so they are retried and reported), unless synced already."""
+    results = []
+    token = uuid.uuid4().hex
+    for result in missing:
+        if settings.dry_run:
+            results.append(result)
+            continue
+        claim = store.claim_for_creation(
+            result.loop_return_id,
+            token=token,
+            source=source,
+            stale_after=settings.stale_claim_after,
+        )
+        if _claim_won(claim):
+            store.record_unmappable(
+                result.loop_return_id, result.reason_code or "", result.detail or "", token=token
+            )
+            results.append(result)
+    return results
+
+
+__all__ = [
+    "ADOPTED",
+    "ALREADY_SYNCED",
+    "BLANK_SKU",
+    "BUSY",
+    "CREATED",
+    "INELIGIBLE",
+    "UNMAPPABLE",
+    "WOULD_CREATE",
+    "RmaReport",
+    "RmaResult",
+    "RmaSettings",
+    "fetch_by_ids",
+    "record_not_found",
+    "sync_returns",
+]

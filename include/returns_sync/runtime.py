@@ -1,0 +1,146 @@
+"""Wiring between Airflow tasks and the plain domain code: connections, store, settings.
+
+This is the only module (besides hooks and DAG files) that knows about Airflow. Everything is
+imported lazily inside functions so that parsing a DAG file stays cheap.
+
+Settings come from environment variables so one image can serve several deployments:
+
+| variable | default | meaning |
+| --- | --- | --- |
+| `RETURNS_SYNC_POLL_OVERLAP_MINUTES` | 30 | poll window starts this long before the watermark |
+| `RETURNS_SYNC_INITIAL_LOOKBACK_HOURS` | 24 | first poll (no watermark yet) looks back this far |
+| `RETURNS_SYNC_BATCH_SIZE` | 100 | Loop returns per mapped creation task |
+| `RETURNS_SYNC_WAREHOUSE_ID` | unset | Whiplash warehouse for every RMA (else the order's) |
+| `RETURNS_SYNC_MAX_UNMAPPABLE` | 50 | a run fails (alerting fires) when more returns than this are unmappable |
+| `RETURNS_SYNC_STALE_CLAIM_MINUTES` | 15 | a creation claim older than this is taken over |
+| `RETURNS_SYNC_DRY_RUN` | false | compute and record, send nothing |
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STATE_CONN_ID = "returns_sync_db"
+LOOP_CONN_ID = "loop_default"
+WHIPLASH_CONN_ID = "whiplash_default"
+
+
+def env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer (got {raw!r})") from exc
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name} must be true or false (got {raw!r})")
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    overlap: timedelta
+    initial_lookback: timedelta
+    batch_size: int
+    max_unmappable: int
+
+
+def poll_settings() -> PollSettings:
+    return PollSettings(
+        overlap=timedelta(minutes=env_int("RETURNS_SYNC_POLL_OVERLAP_MINUTES", 30) or 0),
+        initial_lookback=timedelta(hours=env_int("RETURNS_SYNC_INITIAL_LOOKBACK_HOURS", 24) or 24),
+        batch_size=max(1, env_int("RETURNS_SYNC_BATCH_SIZE", 100) or 100),
+        max_unmappable=env_int("RETURNS_SYNC_MAX_UNMAPPABLE", 50) or 0,
+    )
+
+
+def rma_settings(dry_run: bool | None = None) -> Any:
+    from include.returns_sync.domain.rma import RmaSettings
+
+    return RmaSettings(
+        warehouse_id=env_int("RETURNS_SYNC_WAREHOUSE_ID", None),
+        stale_claim_after=timedelta(minutes=env_int("RETURNS_SYNC_STALE_CLAIM_MINUTES", 15) or 15),
+        dry_run=env_bool("RETURNS_SYNC_DRY_RUN") if dry_run is None else dry_run,
+    )
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
+@lru_cache(maxsize=4)
+def _store_for(url: str) -> Any:
+    from include.returns_sync.state import StateStore
+
+    store = StateStore.from_url(url)
+    store.migrate()
+    return store
+
+
+def state_store() -> Any:
+    """The state store behind connection `returns_sync_db`, migrated; SQLite by default."""
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(STATE_CONN_ID)
+    except Exception as exc:  # AirflowNotFoundException: fall back to the embedded default
+        if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
+            raise
+        path = airflow_home() / "returns_sync" / "state.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _store_for(f"sqlite:///{path}")
+    if conn.conn_type == "sqlite":
+        return _store_for(f"sqlite:///{conn.host}")
+    return _store_for(conn.get_uri())
+
+
+def fernet_key() -> str | None:
+    """Airflow's Fernet key, used to encrypt the rotated Whiplash refresh token at rest."""
+    key = os.environ.get("AIRFLOW__CORE__FERNET_KEY")
+    if key:
+        return key
+    try:
+        from airflow.configuration import conf
+
+        return conf.get("core", "fernet_key", fallback=None) or None
+    except Exception:
+        return None
+
+
+def loop_hook() -> Any:
+    from include.returns_sync.clients.loop import LoopHook
+
+    return LoopHook()
+
+
+def whiplash_hook() -> Any:
+    from include.returns_sync.clients.whiplash import StateStoreTokenStore, WhiplashHook
+
+    key = fernet_key()
+    token_store = StateStoreTokenStore(state_store(), key) if key else None
+    if token_store is None:
+        log.warning("No Fernet key configured: a rotated Whiplash refresh token cannot be persisted")
+    return WhiplashHook(token_store=token_store)
+
+
+def vendor_error() -> type[Exception]:
+    from include.returns_sync.clients.errors import VendorError
+
+    return VendorError

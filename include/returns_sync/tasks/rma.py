@@ -1,0 +1,148 @@
+"""Task bodies of `loop_returns_to_whiplash` (and the RMA half of `loop_asn_backfill`).
+
+Each function is what one Airflow task does; they take and return JSON-friendly values (XCom),
+build hooks and the store through `runtime`, and leave the decisions to `domain.rma`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from include.returns_sync import runtime
+from include.returns_sync.reports import format_counts, write_report
+
+log = logging.getLogger(__name__)
+
+POLL_WATERMARK = "loop_returns_to_whiplash.updated_at"
+
+
+def plan_window(data_interval_end: datetime) -> dict[str, str]:
+    """The poll window `[watermark - overlap, data_interval_end)`, from the durable watermark."""
+    from include.returns_sync.domain.windows import poll_window
+
+    settings = runtime.poll_settings()
+    watermark = runtime.state_store().get_watermark(POLL_WATERMARK)
+    start, end = poll_window(
+        watermark=watermark,
+        end=data_interval_end,
+        overlap=settings.overlap,
+        initial_lookback=settings.initial_lookback,
+    )
+    log.info("Poll window %s -> %s (watermark %s)", start, end, watermark)
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def collect_batches(
+    window: dict[str, str] | None,
+    explicit_ids: Sequence[str] = (),
+    include_retries: bool = True,
+) -> list[dict[str, Any]]:
+    """Candidate Loop returns, split into batches for mapped creation tasks.
+
+    Listed returns travel whole (the detailed list already carries line items: no extra Loop
+    call per return). Explicit ids (webhooks, manual runs) and earlier unmappable returns travel
+    as ids and are read one by one in the creation task.
+    """
+    settings = runtime.poll_settings()
+    returns: list[dict[str, Any]] = []
+    if window is not None:
+        loop = runtime.loop_hook()
+        start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+        returns = [
+            r.model_dump(mode="json")
+            for r in loop.list_returns(start=start, end=end, filter_field="updated_at", state="open")
+        ]
+    listed = {r["id"] for r in returns}
+    ids = [str(i) for i in explicit_ids]
+    if include_retries:
+        ids += runtime.state_store().retry_candidates(limit=settings.batch_size * 5)
+    ids = [i for i in dict.fromkeys(ids) if i not in listed]
+    size = settings.batch_size
+    batches = [{"returns": returns[i : i + size], "ids": []} for i in range(0, len(returns), size)]
+    batches += [{"returns": [], "ids": ids[i : i + size]} for i in range(0, len(ids), size)]
+    log.info("%d listed returns and %d returns by id, in %d batches", len(returns), len(ids), len(batches))
+    return batches or [{"returns": [], "ids": []}]
+
+
+def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Create or adopt the RMA of every eligible return in one batch; one result per return."""
+    from include.returns_sync.domain.rma import fetch_by_ids, record_not_found, sync_returns
+    from include.returns_sync.models import LoopReturn
+
+    vendor_error = runtime.vendor_error()
+    store = runtime.state_store()
+    settings = runtime.rma_settings(dry_run=dry_run or None)
+    returns, problems = [], []
+    for raw in batch.get("returns", []):
+        try:
+            returns.append(LoopReturn.model_validate(raw))
+        except ValueError as exc:  # one malformed return must not sink the batch
+            problems.append(_invalid(raw, exc))
+    if batch.get("ids"):
+        found, missing = fetch_by_ids(runtime.loop_hook(), batch["ids"], vendor_error)
+        returns += found
+        problems += record_not_found(store, missing, source=source, settings=settings)
+    report = sync_returns(
+        returns,
+        whiplash=runtime.whiplash_hook(),
+        store=store,
+        settings=settings,
+        source=source,
+        vendor_error=vendor_error,
+    )
+    report.results.extend(problems)
+    return [r.to_row() for r in report.results]
+
+
+def _invalid(raw: dict[str, Any], exc: ValueError) -> Any:
+    from include.returns_sync.domain.mapping import UnmappableReason
+    from include.returns_sync.domain.rma import UNMAPPABLE, RmaResult
+
+    return RmaResult(
+        loop_return_id=str(raw.get("id", "?")),
+        outcome=UNMAPPABLE,
+        reason_code=str(UnmappableReason.INVALID_LOOP_DATA),
+        detail=str(exc).splitlines()[0][:300],
+    )
+
+
+def finalize(
+    *,
+    dag_id: str,
+    run_id: str,
+    window: dict[str, str] | None,
+    results: Iterable[list[dict[str, Any]]],
+    advance_watermark: bool,
+) -> dict[str, Any]:
+    """Write the run report, log the counts, advance the watermark, fail if too much is stuck."""
+    from include.returns_sync.domain.rma import RmaReport, RmaResult
+
+    report = RmaReport()
+    for batch in results:
+        for row in batch:
+            report.add(RmaResult.from_row(row))
+    summary = report.summary()
+    summary["window"] = window
+    store = runtime.state_store()
+    stuck = store.count_by_status().get("unmappable", 0)
+    summary["unmappable_in_store"] = stuck
+    rows = sorted(
+        ({k: v for k, v in row.items()} for batch in results for row in batch),
+        key=lambda row: (row["outcome"], row["loop_return_id"]),
+    )
+    folder = write_report(dag_id, run_id, summary, {"returns": rows})
+    log.info("RMA run report (%s):\n%s", folder, format_counts("outcome", summary["counts"]))
+    if summary["reasons"]:
+        log.warning("Returns not synced, by reason:\n%s", format_counts("reason", summary["reasons"]))
+    if advance_watermark and window is not None:
+        store.advance_watermark(POLL_WATERMARK, datetime.fromisoformat(window["end"]))
+    limit = runtime.poll_settings().max_unmappable
+    if limit and stuck > limit:
+        raise RuntimeError(
+            f"{stuck} Loop returns are unmappable (limit RETURNS_SYNC_MAX_UNMAPPABLE={limit}); "
+            f"see {folder / 'returns.csv'} for the reasons"
+        )
+    return summary
