@@ -14,6 +14,7 @@ Settings come from environment variables so one image can serve several deployme
 | `RETURNS_SYNC_MAX_UNMAPPABLE` | 50 | a run fails (alerting fires) when more returns than this are unmappable |
 | `RETURNS_SYNC_STALE_CLAIM_MINUTES` | 15 | a creation claim older than this is taken over |
 | `RETURNS_SYNC_DRY_RUN` | false | compute and record, send nothing |
+| `RETURNS_SYNC_LOOP_PAGE_SIZE` | 750 | page size of Loop's detailed returns list (max 750) |
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class PollSettings:
     initial_lookback: timedelta
     batch_size: int
     max_unmappable: int
+    loop_page_size: int
 
 
 def poll_settings() -> PollSettings:
@@ -68,6 +70,7 @@ def poll_settings() -> PollSettings:
         initial_lookback=timedelta(hours=env_int("RETURNS_SYNC_INITIAL_LOOKBACK_HOURS", 24) or 24),
         batch_size=max(1, env_int("RETURNS_SYNC_BATCH_SIZE", 100) or 100),
         max_unmappable=env_int("RETURNS_SYNC_MAX_UNMAPPABLE", 50) or 0,
+        loop_page_size=min(750, max(1, env_int("RETURNS_SYNC_LOOP_PAGE_SIZE", 750) or 750)),
     )
 
 

@@ -37,7 +37,7 @@ def monkeypatch_module():
 
 def test_every_dag_file_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert EXPECTED_DAGS <= set(dagbag.dag_ids)
+    assert set(dagbag.dag_ids) >= EXPECTED_DAGS
 
 
 def test_every_dag_is_documented_tagged_and_owned(dagbag) -> None:
@@ -68,9 +68,17 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file: Path) -> None:
     )
     warm = "import airflow.sdk\n"  # Airflow itself is already imported by the dag-processor
     start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", warm + probe], capture_output=True, text=True, cwd=ROOT, check=True
-    ).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", warm + probe],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     elapsed, heavy = eval(out)  # our own probe's repr
     assert heavy == [], f"{dag_file.name} imports {heavy} at top level"
     assert elapsed < 1.0, f"{dag_file.name} took {elapsed:.3f}s to parse"

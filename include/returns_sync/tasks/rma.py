@@ -53,7 +53,13 @@ def collect_batches(
         start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
         returns = [
             r.model_dump(mode="json")
-            for r in loop.list_returns(start=start, end=end, filter_field="updated_at", state="open")
+            for r in loop.list_returns(
+                start=start,
+                end=end,
+                filter_field="updated_at",
+                state="open",
+                page_size=settings.loop_page_size,
+            )
         ]
     listed = {r["id"] for r in returns}
     ids = [str(i) for i in explicit_ids]
@@ -61,9 +67,16 @@ def collect_batches(
         ids += runtime.state_store().retry_candidates(limit=settings.batch_size * 5)
     ids = [i for i in dict.fromkeys(ids) if i not in listed]
     size = settings.batch_size
-    batches = [{"returns": returns[i : i + size], "ids": []} for i in range(0, len(returns), size)]
+    batches: list[dict[str, Any]] = [
+        {"returns": returns[i : i + size], "ids": []} for i in range(0, len(returns), size)
+    ]
     batches += [{"returns": [], "ids": ids[i : i + size]} for i in range(0, len(ids), size)]
-    log.info("%d listed returns and %d returns by id, in %d batches", len(returns), len(ids), len(batches))
+    log.info(
+        "%d listed returns and %d returns by id, in %d batches",
+        len(returns),
+        len(ids),
+        len(batches),
+    )
     return batches or [{"returns": [], "ids": []}]
 
 
@@ -127,7 +140,7 @@ def finalize(
     summary = report.summary()
     summary["window"] = window
     store = runtime.state_store()
-    stuck = store.count_by_status().get("unmappable", 0)
+    stuck = store.sync_status_counts().get("unmappable", 0)
     summary["unmappable_in_store"] = stuck
     rows = sorted(
         ({k: v for k, v in row.items()} for batch in results for row in batch),
@@ -136,7 +149,9 @@ def finalize(
     folder = write_report(dag_id, run_id, summary, {"returns": rows})
     log.info("RMA run report (%s):\n%s", folder, format_counts("outcome", summary["counts"]))
     if summary["reasons"]:
-        log.warning("Returns not synced, by reason:\n%s", format_counts("reason", summary["reasons"]))
+        log.warning(
+            "Returns not synced, by reason:\n%s", format_counts("reason", summary["reasons"])
+        )
     if advance_watermark and window is not None:
         store.advance_watermark(POLL_WATERMARK, datetime.fromisoformat(window["end"]))
     limit = runtime.poll_settings().max_unmappable

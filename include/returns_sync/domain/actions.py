@@ -1,0 +1,205 @@
+"""Acting on Loop after a verdict: Process, or Flag plus a Return Note — never twice.
+
+Loop has no idempotency keys and answers some failures with HTTP 200 and an `errors` body, so
+every call is guarded by a durable record (`loop_actions`, unique per return and action):
+
+1. Re-read the Loop return. A return that is not `open` is never acted on (`NOT_ACTIONABLE`),
+   except that it *proves* an earlier unconfirmed call of ours: `closed` after our process
+   intent means processed; `review` after our flag intent means flagged.
+2. `begin_action` writes the intent BEFORE the call; only the writer of a new intent calls Loop.
+   An intent left by a crashed worker (status `intent` or `unknown`) is resolved by evidence
+   first: the return's state, and for flags our note in `GET .../notes` (Loop's docs do not say
+   whether a flagged return stays `open` or moves to `review`, so `open` alone proves nothing).
+   Only when the evidence says "not done" is the action re-armed (compare-and-swap) and sent.
+3. The result is recorded: `sent`, `failed` (with Loop's error code) or `unknown` (no answer).
+
+Process is asynchronous at Loop: `true` means queued. An unconfirmed process intent on a
+return that is still `open` is re-sent only after `process_settle` has passed, so a queued
+process is not queued again while Loop works on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from include.returns_sync.models import LoopNote, LoopReturn
+
+PROCESS = "process"
+FLAG = "flag"
+NOTE = "note"
+
+
+class LoopActions(Protocol):
+    def get_notes(self, return_id: str) -> list[LoopNote]: ...
+    def process_return(self, return_id: str, details: dict[str, Any] | None = None) -> None: ...
+    def flag_return(self, return_id: str) -> None: ...
+    def create_note(self, return_id: str, content: str) -> None: ...
+
+
+class ActionStore(Protocol):
+    def begin_action(self, loop_return_id: str, action: Any, payload: str | None = None) -> Any: ...
+    def retry_action(self, loop_return_id: str, action: Any, *, seen_attempts: int) -> Any: ...
+    def finish_action(
+        self,
+        loop_return_id: str,
+        action: Any,
+        status: Any,
+        vendor_code: str | None = None,
+        message: str | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What happened to one return's verdict at Loop."""
+
+    loop_return_id: str
+    verdict: str
+    outcome: str  # sent | already_done | not_actionable | pending | failed | unknown | dry_run
+    loop_state: str | None = None
+    vendor_code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    dry_run: bool = False
+    process_settle: timedelta = timedelta(minutes=30)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def act(
+    loop: LoopActions,
+    store: ActionStore,
+    current: LoopReturn,
+    verdict: str,
+    note: str | None,
+    settings: ActionSettings,
+    *,
+    rejected: type[Exception],
+    vendor_error: type[Exception],
+) -> ActionOutcome:
+    """Carry one `process`/`flag` verdict to Loop, exactly once. See the module docstring.
+
+    `current` is the Loop return as re-read just before deciding (the caller reads it once for
+    reconciliation and acting alike).
+    """
+    if settings.dry_run:
+        return ActionOutcome(current.id or "", verdict, "dry_run", current.state)
+    if verdict == PROCESS:
+        return _process(loop, store, current, settings, rejected, vendor_error)
+    if verdict == FLAG:
+        return _flag(loop, store, current, note or "", rejected, vendor_error)
+    raise ValueError(f"verdict must be process or flag, got {verdict!r}")
+
+
+def _claim(store: ActionStore, loop_return_id: str, action: str, payload: str | None) -> Any:
+    return store.begin_action(loop_return_id, action, payload)
+
+
+def _send(
+    store: ActionStore,
+    loop_return_id: str,
+    action: str,
+    call: Callable[[], None],
+    rejected: type[Exception],
+    vendor_error: type[Exception],
+) -> tuple[str, str | None, str | None]:
+    """Make one Loop call under an intent; record and return (status, vendor code, message)."""
+    try:
+        call()
+    except rejected as exc:  # HTTP 200 with an errors body: Loop refused, nothing happened
+        code = getattr(exc, "code", None)
+        store.finish_action(loop_return_id, action, "failed", code, str(exc)[:500])
+        return "failed", code, str(exc)
+    except vendor_error as exc:
+        status = getattr(exc, "status", None)
+        outcome = "failed" if status in (400, 401, 403, 404, 422) else "unknown"
+        store.finish_action(loop_return_id, action, outcome, str(status or ""), str(exc)[:500])
+        return outcome, str(status or ""), str(exc)
+    store.finish_action(loop_return_id, action, "sent")
+    return "sent", None, None
+
+
+def _process(
+    loop: LoopActions,
+    store: ActionStore,
+    current: LoopReturn,
+    settings: ActionSettings,
+    rejected: type[Exception],
+    vendor_error: type[Exception],
+) -> ActionOutcome:
+    rid = current.id or ""
+    claim = _claim(store, rid, PROCESS, None)
+    if not claim.created:
+        previous = claim.action
+        if previous.status == "sent":
+            return ActionOutcome(rid, PROCESS, "already_done", current.state)
+        if current.state == "closed":  # evidence that our earlier, unconfirmed call worked
+            store.finish_action(rid, PROCESS, "sent", message="confirmed: Loop state closed")
+            return ActionOutcome(rid, PROCESS, "already_done", current.state)
+        if not current.is_open:
+            return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
+        recent = settings.now() - previous.updated_at < settings.process_settle
+        if previous.status in ("intent", "unknown") and recent:
+            return ActionOutcome(rid, PROCESS, "pending", current.state)
+        claim = store.retry_action(rid, PROCESS, seen_attempts=previous.attempts)
+        if not claim.created:
+            return ActionOutcome(rid, PROCESS, "pending", current.state)
+    elif not current.is_open:
+        store.finish_action(rid, PROCESS, "failed", "NOT_ACTIONABLE", f"state {current.state}")
+        return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
+    status, code, message = _send(
+        store, rid, PROCESS, lambda: loop.process_return(rid), rejected, vendor_error
+    )
+    return ActionOutcome(rid, PROCESS, status, current.state, code, message)
+
+
+def _flag(
+    loop: LoopActions,
+    store: ActionStore,
+    current: LoopReturn,
+    note: str,
+    rejected: type[Exception],
+    vendor_error: type[Exception],
+) -> ActionOutcome:
+    rid = current.id or ""
+    flag_claim = _claim(store, rid, FLAG, None)
+    note_claim = _claim(store, rid, NOTE, note)
+    flag_sent = not flag_claim.created and flag_claim.action.status == "sent"
+    note_sent = not note_claim.created and note_claim.action.status == "sent"
+    if flag_sent and note_sent:
+        return ActionOutcome(rid, FLAG, "already_done", current.state)
+    our_note_there = None
+    if not note_claim.created and not note_sent:
+        our_note_there = any(n.content.strip() == note.strip() for n in loop.get_notes(rid))
+        if our_note_there:
+            store.finish_action(rid, NOTE, "sent", message="confirmed: note present in Loop")
+            note_sent = True
+    if not flag_sent and not flag_claim.created and current.state == "review":
+        store.finish_action(rid, FLAG, "sent", message="confirmed: Loop state review")
+        flag_sent = True
+    if not current.is_open and not (flag_sent and note_sent):
+        for action, claim, sent in ((FLAG, flag_claim, flag_sent), (NOTE, note_claim, note_sent)):
+            if claim.created and not sent:
+                store.finish_action(rid, action, "failed", "NOT_ACTIONABLE", current.state)
+        return ActionOutcome(rid, FLAG, "not_actionable", current.state)
+    outcome, code, message = "sent", None, None
+    if not flag_sent:
+        if not flag_claim.created:  # an unconfirmed flag: flagging again is harmless, re-arm it
+            flag_claim = store.retry_action(rid, FLAG, seen_attempts=flag_claim.action.attempts)
+        if flag_claim.created:
+            outcome, code, message = _send(
+                store, rid, FLAG, lambda: loop.flag_return(rid), rejected, vendor_error
+            )
+    if outcome == "sent" and not note_sent:
+        if not note_claim.created:
+            note_claim = store.retry_action(rid, NOTE, seen_attempts=note_claim.action.attempts)
+        if note_claim.created:
+            outcome, code, message = _send(
+                store, rid, NOTE, lambda: loop.create_note(rid, note), rejected, vendor_error
+            )
+    return ActionOutcome(rid, FLAG, outcome, current.state, code, message)

@@ -1,0 +1,73 @@
+"""Fixtures for running the real DAGs with `dag.test()` against the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Connections pointed at the sandbox, a fresh SQLite state store and report folder."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LOOP_DEFAULT",
+        json.dumps(
+            {"conn_type": "http", "host": sandbox.loop_url, "password": sandbox.loop_api_key}
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WHIPLASH_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": sandbox.whiplash_url,
+                "login": sandbox.whiplash_client_id,
+                "password": sandbox.whiplash_client_secret,
+            }
+        ),
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("RETURNS_SYNC_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("RETURNS_SYNC_RETRY_WAIT_SCALE", "0.01")  # retries wait ms, not seconds
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def dagbag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture
+def run_dag(dagbag: Any, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """Run a DAG with `dag.test()`; return its state and the summary.json it wrote."""
+
+    def run(dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        dag = dagbag.get_dag(dag_id)
+        dag_run = dag.test(run_conf=conf or {}, logical_date=datetime.now(UTC))
+        reports = tmp_path / "reports" / dag_id
+        latest = max(reports.glob("*/summary.json"), key=lambda p: p.stat().st_mtime, default=None)
+        summary = json.loads(latest.read_text()) if latest else {}
+        summary["state"] = str(dag_run.state)
+        summary["folder"] = str(latest.parent) if latest else None
+        return summary
+
+    return run
+
+
+def rmas_by_loop_id(sandbox: Any) -> Counter[str]:
+    """How many consumer returns Whiplash holds per Loop return id."""
+    return Counter(
+        str(cr["originator"]["original_id"]) for cr in sandbox.whiplash.consumer_returns()
+    )
