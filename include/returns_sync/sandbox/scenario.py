@@ -1,0 +1,444 @@
+"""The sandbox orchestrator: both simulators, served together, driven through scenarios.
+
+`Sandbox` owns one clock, a `LoopBackend` and a `WhiplashBackend`, wraps each app with the chaos
+middleware (faults, rate limits, call stats) and serves them on two ephemeral ports. Scenario
+steps play the outside world: customers create returns (`seed_day`), carriers move labels
+(`advance_labels`), the warehouse receives packages with planned discrepancies
+(`receive_packages`). `SeedTruth` records what a correct pipeline must conclude, so tests and
+benchmarks can check "nothing lost, nothing doubled" against it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from types import TracebackType
+from typing import Any
+
+from include.returns_sync.sandbox.common import (
+    CallStats,
+    ChaosMiddleware,
+    FaultConfig,
+    RateLimit,
+    RunningServer,
+    SandboxClock,
+    serve_in_thread,
+    with_chaos,
+)
+from include.returns_sync.sandbox.loop import LoopBackend, build_loop_app
+from include.returns_sync.sandbox.server import add_admin_routes
+
+ELIGIBLE_LABELS = frozenset({"pre_transit", "in_transit", "out_for_delivery", "delivered"})
+LABEL_STEPS = {
+    "pre_transit": "in_transit",
+    "in_transit": "delivered",
+    "out_for_delivery": "delivered",
+}
+DISCREPANCIES = ("exact", "missing", "extra", "damaged", "wrong_sku")
+DEFAULT_MIX = {"exact": 0.8, "missing": 0.05, "extra": 0.05, "damaged": 0.05, "wrong_sku": 0.05}
+# Reason codes a correct reconciliation gives under the default criteria, per discrepancy.
+EXPECTED_REASONS = {
+    "exact": [],
+    "missing": ["MISSING_ITEMS"],
+    "extra": ["EXTRA_ITEMS"],
+    "damaged": ["DAMAGED"],
+    "wrong_sku": ["MISSING_ITEMS", "UNEXPECTED_SKU"],
+}
+REASONS = ("Too small", "Too large", "Changed my mind", "Damaged in transit", "Not as pictured")
+
+
+@dataclass
+class ReturnTruth:
+    """What a correct pipeline must conclude about one Loop return."""
+
+    return_id: str
+    state: str
+    label_status: str | None
+    eligible: bool
+    unmappable: str | None
+    expected_units: dict[str, int]
+    consumer_return_id: int | None = None
+    discrepancy: str | None = None
+    received: list[tuple[str, int, int]] = field(default_factory=list)
+    expected_verdict: str | None = None
+    expected_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def needs_rma(self) -> bool:
+        """Eligible and mappable: exactly one Whiplash consumer return must exist for it."""
+        return self.eligible and self.unmappable is None
+
+
+@dataclass
+class SeedTruth:
+    """The expected outcome for every Loop return the sandbox created, by Loop return id."""
+
+    returns: dict[str, ReturnTruth] = field(default_factory=dict)
+
+    def eligible_ids(self) -> list[str]:
+        return [rid for rid, t in self.returns.items() if t.eligible]
+
+    def rma_ids(self) -> list[str]:
+        """Loop return ids that must end with exactly one RMA."""
+        return [rid for rid, t in self.returns.items() if t.needs_rma]
+
+    def unmappable(self) -> dict[str, str]:
+        """Eligible returns that cannot be mapped, with their expected reason code."""
+        return {
+            rid: t.unmappable
+            for rid, t in self.returns.items()
+            if t.eligible and t.unmappable is not None
+        }
+
+    def verdicts(self) -> dict[str, str]:
+        return {rid: t.expected_verdict for rid, t in self.returns.items() if t.expected_verdict}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "returns": {rid: asdict(t) for rid, t in self.returns.items()},
+            "eligible": self.eligible_ids(),
+            "needs_rma": self.rma_ids(),
+            "unmappable": self.unmappable(),
+            "verdicts": self.verdicts(),
+        }
+
+
+class Sandbox:
+    """Loop + Whiplash simulators on 127.0.0.1, with scenario controls (a context manager)."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        rate_limits: bool = False,
+        faults: FaultConfig | None = None,
+        loop_api_key: str = "sandbox-loop-key",
+        whiplash_client_id: str = "sandbox-client",
+        whiplash_client_secret: str = "sandbox-secret",
+        token_ttl_seconds: int = 7200,
+        *,
+        clock: SandboxClock | None = None,
+        loop_webhook_secret: str = "sandbox-loop-webhook-secret",
+    ) -> None:
+        from include.returns_sync.sandbox.whiplash import WhiplashBackend, build_whiplash_app
+
+        self.seed = seed
+        self.clock = clock or SandboxClock()
+        self.loop = LoopBackend(
+            clock=self.clock, api_key=loop_api_key, webhook_secret=loop_webhook_secret
+        )
+        self.whiplash = WhiplashBackend(
+            clock=self.clock,
+            client_id=whiplash_client_id,
+            client_secret=whiplash_client_secret,
+            token_ttl_seconds=token_ttl_seconds,
+        )
+        self.truth = SeedTruth()
+        self._rng = random.Random(seed)
+        self._catalog: list[tuple[str, str, str]] = []
+        self._next_order = 1001
+        self._received: set[int] = set()
+        self._loop_gate = self._gate(build_loop_app(self.loop), "loop", rate_limits, faults)
+        self._whiplash_gate = self._gate(
+            build_whiplash_app(self.whiplash), "whiplash", rate_limits, faults
+        )
+        self._servers: list[RunningServer] = []
+
+    def _gate(
+        self, app: Any, vendor: str, rate_limits: bool, faults: FaultConfig | None
+    ) -> ChaosMiddleware:
+        if vendor == "loop":
+            add_admin_routes(app, self)
+        limit = RateLimit.loop(rate_limits) if vendor == "loop" else RateLimit.whiplash(rate_limits)
+        return with_chaos(app, vendor=vendor, faults=faults, rate_limit=limit, stats=CallStats())
+
+    # ----------------------------------------------------------------- serving
+
+    def start(self, loop_port: int = 0, whiplash_port: int = 0, host: str = "127.0.0.1") -> Sandbox:
+        """Serve both simulators (0 = any free port); returns self for chaining."""
+        if self._servers:
+            raise RuntimeError("the sandbox is already running")
+        loop_server = serve_in_thread(self._loop_gate, host, loop_port)
+        try:
+            whiplash_server = serve_in_thread(self._whiplash_gate, host, whiplash_port)
+        except Exception:
+            loop_server.stop()
+            raise
+        self._servers = [loop_server, whiplash_server]
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers (in parallel) and the webhook threads."""
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.request_stop()
+        for server in servers:
+            server.stop()
+        self.loop.webhooks.close()
+        self.whiplash.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start() if not self._servers else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def loop_url(self) -> str:
+        """Loop API base, e.g. http://127.0.0.1:PORT/api/v1 (the `loop_default` host)."""
+        return f"{self._server(0).url}/api/v1"
+
+    @property
+    def loop_host_url(self) -> str:
+        """The Loop server root (admin routes live under /_sandbox there)."""
+        return self._server(0).url
+
+    @property
+    def whiplash_url(self) -> str:
+        """Whiplash host, e.g. http://127.0.0.1:PORT (paths /api/v2/..., /oauth/token)."""
+        return self._server(1).url
+
+    def _server(self, index: int) -> RunningServer:
+        if not self._servers:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        return self._servers[index]
+
+    @property
+    def loop_api_key(self) -> str:
+        return self.loop.api_key
+
+    @property
+    def loop_webhook_secret(self) -> str:
+        return self.loop.webhook_secret
+
+    # ----------------------------------------------------------------- chaos controls
+
+    def set_faults(self, faults: FaultConfig, vendor: str | None = None) -> None:
+        """Inject faults on both vendors, or only on `vendor` ("loop" / "whiplash")."""
+        for gate in self._gates(vendor):
+            gate.faults = faults
+
+    def set_rate_limits(self, enabled: bool, vendor: str | None = None) -> None:
+        for gate in self._gates(vendor):
+            gate.rate_limit.enabled = enabled
+            gate.rate_limit.reset()
+
+    def stats(self) -> dict[str, Any]:
+        """Calls and injected faults per vendor: {"loop": {...}, "whiplash": {...}}."""
+        return {
+            "loop": self._loop_gate.stats.snapshot(),
+            "whiplash": self._whiplash_gate.stats.snapshot(),
+        }
+
+    def reset_stats(self) -> None:
+        for gate in self._gates(None):
+            gate.stats.reset()
+
+    def _gates(self, vendor: str | None) -> list[ChaosMiddleware]:
+        gates = {"loop": self._loop_gate, "whiplash": self._whiplash_gate}
+        if vendor is None:
+            return list(gates.values())
+        if vendor not in gates:
+            raise ValueError(f"vendor must be 'loop' or 'whiplash', got {vendor!r}")
+        return [gates[vendor]]
+
+    # ----------------------------------------------------------------- scenarios
+
+    def seed_day(self, n: int = 200, day: date | None = None) -> SeedTruth:
+        """Create `n` Loop returns spread over `day` (default: the 24 h before now), with the
+        matching Whiplash catalog and orders; deterministic for a given seed.
+
+        Mix: 1-4 units (some several of one SKU), mixed outcomes; labels mostly `pre_transit`,
+        some already `in_transit`/`delivered`, some `new`/`failure`/`error`/none; ~10% not open;
+        a few unmappable (SKU or order unknown to Whiplash, no line items).
+        """
+        if n < 0:
+            raise ValueError(f"seed_day needs n >= 0, got {n}")
+        rng = self._rng
+        self._ensure_catalog()
+        if day is None:
+            end = self.clock.now() - timedelta(minutes=1)
+            start = end - timedelta(hours=23, minutes=58)
+        else:
+            start = datetime.combine(day, time(0, 0), tzinfo=UTC)
+            end = start + timedelta(hours=23, minutes=59)
+        span = (end - start).total_seconds()
+        moments = sorted(start + timedelta(seconds=rng.uniform(0, span)) for _ in range(n))
+        for created in moments:
+            self._seed_one(rng, created)
+        return self.truth
+
+    def _ensure_catalog(self) -> None:
+        if self._catalog:
+            return
+        rng = random.Random(self.seed * 7919 + 1)
+        for index in range(1, 41):
+            sku = f"SKU-{self.seed % 1000:03d}-{index:03d}"
+            fabric = rng.choice(("Linen", "Wool", "Canvas", "Denim"))
+            title = f"{fabric} {rng.choice(('Shirt', 'Hat', 'Tote', 'Jacket'))} {index}"
+            price = f"{rng.randint(12, 180)}.{rng.choice(('00', '50', '95'))}"
+            self._catalog.append((sku, title, price))
+            self.whiplash.add_item(sku, title, price)
+
+    def _seed_one(self, rng: random.Random, created: datetime) -> None:
+        state = _pick(
+            rng, {"open": 0.9, "closed": 0.04, "cancelled": 0.025, "expired": 0.025, "review": 0.01}
+        )
+        label = _pick(
+            rng,
+            {
+                "pre_transit": 0.62,
+                "in_transit": 0.1,
+                "out_for_delivery": 0.02,
+                "delivered": 0.05,
+                "new": 0.08,
+                "failure": 0.03,
+                "error": 0.02,
+                "none": 0.08,
+            },
+        )
+        label_status = None if label == "none" else label
+        unmappable = (
+            _pick(rng, {"": 0.94, "UNKNOWN_SKU": 0.025, "UNKNOWN_ORDER": 0.02, "NO_ITEMS": 0.015})
+            or None
+        )
+        units = self._draw_units(rng)
+        order_name = f"#{self._next_order}"
+        provider_order_id = 5_400_000_000_000 + self._next_order * 37
+        self._next_order += 1
+        returned = dict(units)
+        if unmappable == "UNKNOWN_SKU":
+            returned[f"GHOST-{self._next_order:05d}"] = 1
+        if unmappable == "NO_ITEMS":
+            returned = {}
+        if unmappable != "UNKNOWN_ORDER":
+            ordered = [(sku, qty + rng.choice((0, 0, 1))) for sku, qty in units.items()]
+            self.whiplash.add_order(str(provider_order_id), order_name, ordered)
+        titles = {sku: title for sku, title, _ in self._catalog}
+        prices = {sku: price for sku, _, price in self._catalog}
+        label_at = created + timedelta(minutes=rng.randint(1, 180)) if label_status else None
+        record = self.loop.add_return(
+            order_name=order_name,
+            provider_order_id=provider_order_id,
+            items=list(returned.items()),
+            outcome=_pick(
+                rng, {"refund": 0.5, "exchange": 0.3, "store_credit": 0.15, "gift_card": 0.05}
+            ),
+            state=state,
+            label_status=label_status,
+            created_at=created,
+            label_updated_at=label_at,
+            customer=f"customer{self._next_order}@example.com",
+            titles=titles,
+            prices=prices,
+            return_reason=rng.choice(REASONS),
+        )
+        self.truth.returns[record["id"]] = ReturnTruth(
+            return_id=record["id"],
+            state=state,
+            label_status=label_status,
+            eligible=state == "open" and label_status in ELIGIBLE_LABELS,
+            unmappable=unmappable,
+            expected_units=returned,
+        )
+
+    def _draw_units(self, rng: random.Random) -> dict[str, int]:
+        """1-4 units over 1-3 SKUs; about a fifth of returns have several units of one SKU."""
+        total = _pick(rng, {"1": 0.5, "2": 0.28, "3": 0.14, "4": 0.08})
+        remaining = int(total)
+        skus = rng.sample([sku for sku, _, _ in self._catalog], k=3)
+        units: dict[str, int] = {}
+        for sku in skus:
+            if remaining == 0:
+                break
+            take = remaining if rng.random() < 0.6 else rng.randint(1, remaining)
+            units[sku] = take
+            remaining -= take
+        return units
+
+    def advance_labels(self) -> int:
+        """Carriers move one step: pre_transit -> in_transit -> delivered (open returns only).
+
+        Each move fires the Loop `label.updated` webhook; returns how many labels moved.
+        """
+        moved = 0
+        for record in self.loop.all_returns():
+            step = LABEL_STEPS.get(record["label_status"] or "")
+            if record["state"] != "open" or step is None:
+                continue
+            self.loop.set_label_status(record["id"], step)
+            truth = self.truth.returns.get(record["id"])
+            if truth is not None:
+                truth.label_status = step
+            moved += 1
+        return moved
+
+    def receive_packages(self, mix: dict[str, float] | None = None) -> dict[int, str]:
+        """The warehouse receives every not-yet-received consumer return our pipeline created,
+        each with a discrepancy drawn from `mix` (default mostly "exact"), and records the
+        verdict a correct reconciliation reaches under the default criteria.
+
+        Returns {consumer_return_id: discrepancy}. Consumer returns that point at no Loop
+        return the sandbox knows are left alone (nobody ships them).
+        """
+        weights = dict(mix or DEFAULT_MIX)
+        unknown = sorted(set(weights) - set(DISCREPANCIES))
+        if unknown or not weights or sum(weights.values()) <= 0:
+            raise ValueError(f"mix keys must be among {DISCREPANCIES} with positive total weight")
+        received: dict[int, str] = {}
+        for rma in sorted(self.whiplash.consumer_returns(), key=lambda r: r["id"]):
+            if rma["id"] in self._received or rma["status"] == 300:
+                continue
+            return_id = _loop_return_id(rma)
+            truth = self.truth.returns.get(return_id) if return_id else None
+            if truth is None:
+                continue
+            kind = _pick(self._rng, weights)
+            lines = self._plan_receipt(kind, truth.expected_units)
+            self.whiplash.receive(rma["id"], lines)
+            self._received.add(rma["id"])
+            loop_state = self.loop.get(truth.return_id)["state"]
+            truth.consumer_return_id = rma["id"]
+            truth.discrepancy = kind
+            truth.received = lines
+            truth.expected_reasons = list(EXPECTED_REASONS[kind])
+            if loop_state != "open":
+                truth.expected_reasons.append("NOT_ACTIONABLE")
+            truth.expected_verdict = "process" if not truth.expected_reasons else "flag"
+            received[rma["id"]] = kind
+        return received
+
+    def _plan_receipt(self, kind: str, expected: dict[str, int]) -> list[tuple[str, int, int]]:
+        """(sku, good, damaged) lines for one package with the planned discrepancy."""
+        lines = {sku: [qty, 0] for sku, qty in expected.items()}
+        target = self._rng.choice(sorted(lines)) if lines else None
+        if target is None or kind == "exact":
+            pass
+        elif kind == "missing":
+            lines[target][0] -= 1
+        elif kind == "extra":
+            lines[target][0] += 1
+        elif kind == "damaged":
+            lines[target] = [lines[target][0] - 1, 1]
+        elif kind == "wrong_sku":
+            lines[target][0] -= 1
+            others = [sku for sku, _, _ in self._catalog if sku not in lines]
+            lines[self._rng.choice(others)] = [1, 0]
+        return [(sku, good, damaged) for sku, (good, damaged) in lines.items()]
+
+
+def _loop_return_id(rma: dict[str, Any]) -> str | None:
+    """The Loop return id our pipeline stamped on a consumer return (reference or originator)."""
+    originator = rma.get("originator") or {}
+    value = originator.get("original_id") or rma.get("reference")
+    return str(value) if value else None
+
+
+def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+    names = list(weights)
+    return rng.choices(names, weights=[weights[name] for name in names], k=1)[0]

@@ -1,0 +1,453 @@
+"""The Whiplash simulator's backend: all state, behind one lock, with no HTTP in it.
+
+Like a moto backend: the FastAPI layer (`whiplash_app`) only translates HTTP to these methods,
+and the orchestrator and tests call them directly to seed the catalog, have the warehouse
+receive a package (`receive`), or check what happened (`creates_count`, `webhook_deliveries`).
+Every method that answers the API returns vendor JSON (dicts) or raises `WhiplashApiError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from include.returns_sync.sandbox.common import SandboxClock, WebhookDelivery, WebhookDispatcher
+from include.returns_sync.sandbox.whiplash_notify import Notifier
+from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
+from include.returns_sync.sandbox.whiplash_records import (
+    CONSUMER_RETURN_FIELDS,
+    EVENT_FIELDS,
+    ITEM_FIELDS,
+    ORDER_FIELDS,
+    ORIGINATOR_FIELDS,
+    STATUS_NAMES,
+    SUBSCRIPTION_FIELDS,
+    ConsumerReturn,
+    Item,
+    Order,
+    OrderItem,
+    Originator,
+    WhiplashApiError,
+)
+from include.returns_sync.sandbox.whiplash_render import (
+    render_consumer_return,
+    render_event,
+    render_item,
+    render_order,
+    render_originator,
+    render_subscription,
+    ruby_decimal,
+)
+from include.returns_sync.sandbox.whiplash_returns import ReturnFactory
+from include.returns_sync.sandbox.whiplash_search import (
+    Fields,
+    Page,
+    parse_search,
+    sort_records,
+)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request the simulator answered (the backend's view, before any injected fault)."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _Resource:
+    records: Callable[[], list[Any]]
+    fields: Fields
+    render: Callable[[Any], dict[str, Any]]
+
+
+class WhiplashBackend:
+    """State of one Whiplash customer account: catalog, orders, returns, webhooks, tokens."""
+
+    def __init__(
+        self,
+        clock: SandboxClock | None = None,
+        client_id: str = "sandbox-client",
+        client_secret: str = "sandbox-secret",
+        token_ttl_seconds: int = 7200,
+        refresh_token: str | None = "sandbox-refresh-0",
+        *,
+        revoke_access_on_refresh: bool = True,
+        webhook_timeout: float = 2.0,
+    ) -> None:
+        self.clock = clock or SandboxClock()
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.tokens = TokenIssuer(
+            self.clock,
+            client_id,
+            client_secret,
+            token_ttl_seconds,
+            refresh_token,
+            revoke_access_on_refresh=revoke_access_on_refresh,
+        )
+        self.call_log: list[ApiCall] = []
+        self.last_customer_id: str | None = None
+        self.last_shop_id: str | None = None
+        self._lock = threading.RLock()
+        self._ids: dict[str, int] = {}
+        self._items: dict[int, Item] = {}
+        self._orders: dict[int, Order] = {}
+        # Unique keys, as the vendor's database indexes them: SKU, Shopify order id, and the
+        # consumer return's originator original_id.
+        self._sku_index: dict[str, Item] = {}
+        self._order_index: dict[str, Order] = {}
+        self._return_index: dict[str, ConsumerReturn] = {}
+        self._returns: dict[int, ConsumerReturn] = {}
+        self._originators: dict[int, Originator] = {}
+        self._creates: Counter[str] = Counter()
+        self.notifier = Notifier(
+            self._now, self.next_id, client_secret, WebhookDispatcher(timeout=webhook_timeout)
+        )
+        self.webhooks = self.notifier.dispatcher
+        self._factory = ReturnFactory(self)
+        self._resources = {
+            "items": _Resource(lambda: list(self._items.values()), ITEM_FIELDS, render_item),
+            "orders": _Resource(lambda: list(self._orders.values()), ORDER_FIELDS, render_order),
+            "consumer_returns": _Resource(
+                lambda: list(self._returns.values()),
+                CONSUMER_RETURN_FIELDS,
+                render_consumer_return,
+            ),
+            "notification_events": _Resource(
+                lambda: list(self.notifier.events.values()), EVENT_FIELDS, render_event
+            ),
+            "notification_subscriptions": _Resource(
+                self.notifier.live_subscriptions,
+                SUBSCRIPTION_FIELDS,
+                render_subscription,
+            ),
+        }
+
+    # ------------------------------------------------------------------ seeding (orchestrator)
+
+    def add_item(self, sku: str, title: str = "", price: str = "0.00") -> dict[str, Any]:
+        """Add a catalog item (SKUs are unique per account, as in Whiplash)."""
+        if not sku or not sku.strip():
+            raise ValueError("add_item needs a non-empty sku")
+        with self._lock:
+            if sku in self._sku_index:
+                raise ValueError(f"an item with sku {sku!r} already exists")
+            now = self._now()
+            item = Item(self.next_id("item"), sku, title or sku, ruby_decimal(price), now, now)
+            self._items[item.id] = item
+            self._sku_index[sku] = item
+            return render_item(item)
+
+    def add_order(
+        self,
+        original_id: str,
+        order_orig: str,
+        items: list[tuple[str, int]],
+        warehouse_id: int = 1,
+    ) -> dict[str, Any]:
+        """Add a shipped Shopify order (`originator.original_id` = the Shopify order id)."""
+        with self._lock:
+            if str(original_id) in self._order_index:
+                raise ValueError(f"an order with originator original_id {original_id!r} exists")
+            now = self._now()
+            order_id = self.next_id("order")
+            lines = []
+            for sku, quantity in items:
+                item = self.item_by_sku(sku)
+                if item is None:
+                    raise ValueError(f"add_order: unknown SKU {sku!r}; add_item it first")
+                if quantity < 1:
+                    raise ValueError(f"add_order: quantity for {sku!r} must be >= 1")
+                lines.append(OrderItem(self.next_id("order_item"), order_id, item, quantity, now))
+            originator = self.new_originator("Order", order_id, "shopify", str(original_id))
+            order = Order(order_id, order_orig, warehouse_id, originator, lines, now, now)
+            self._orders[order_id] = order
+            self._order_index[str(original_id)] = order
+            return render_order(order)
+
+    # ------------------------------------------------------------------ inspection (tests)
+
+    def consumer_returns(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [render_consumer_return(r) for r in self._returns.values()]
+
+    def get_consumer_return(self, id: int) -> dict[str, Any]:
+        with self._lock:
+            return render_consumer_return(self._return(id))
+
+    def creates_count(self, original_id: str) -> int:
+        """How many creates succeeded for this `originator_attributes.original_id`."""
+        with self._lock:
+            return self._creates[str(original_id)]
+
+    def item_originators(self, consumer_return_id: int) -> list[dict[str, Any]]:
+        """Each return line's `originator_attributes` as sent on create (None when absent)."""
+        with self._lock:
+            record = self._return(consumer_return_id)
+            return [
+                {
+                    "return_item_id": line.id,
+                    "sku": line.sku,
+                    "original_id": line.originator.original_id if line.originator else None,
+                    "group_id": line.originator.group_id if line.originator else None,
+                    "misc": line.originator.misc if line.originator else None,
+                }
+                for line in record.return_items
+            ]
+
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        return self.webhooks.deliveries()
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
+        """Block until every queued webhook has been attempted; False on timeout."""
+        return self.webhooks.wait_idle(timeout)
+
+    @property
+    def current_refresh_token(self) -> str | None:
+        return self.tokens.current_refresh_token
+
+    def revoke_all_tokens(self) -> None:
+        """Revoke every access token now (forces clients down their 401 -> refresh path)."""
+        self.tokens.revoke_all()
+
+    def close(self) -> None:
+        self.webhooks.close()
+
+    # ------------------------------------------------------------------ API: generic lists
+
+    def search(
+        self, resource: str, search: str | None, sort: str | None, page: Page
+    ) -> list[dict[str, Any]]:
+        """One page of a list endpoint, already rendered (raises `SearchError` on bad input)."""
+        spec = self._resources[resource]
+        with self._lock:
+            matched = self._matching(spec, search)
+            return [
+                spec.render(record)
+                for record in page.slice(sort_records(matched, sort, spec.fields))
+            ]
+
+    def count(self, resource: str, search: str | None) -> int:
+        spec = self._resources[resource]
+        with self._lock:
+            return len(self._matching(spec, search))
+
+    def originators(
+        self, originated_type: str, search: str | None, sort: str | None, page: Page
+    ) -> list[dict[str, Any]]:
+        """Originators of one type; consumer returns are filed under their STI base, Shipnotice."""
+        with self._lock:
+            records = [
+                o for o in self._originators.values() if o.originated_type == originated_type
+            ]
+            matched = [
+                r
+                for r in records
+                if parse_search(search, ORIGINATOR_FIELDS).matches(r, ORIGINATOR_FIELDS)
+            ]
+            ordered = sort_records(matched, sort, ORIGINATOR_FIELDS)
+            return [render_originator(record) for record in page.slice(ordered)]
+
+    def get(self, resource: str, id: int) -> dict[str, Any]:
+        spec = self._resources[resource]
+        with self._lock:
+            for record in spec.records():
+                if record.id == id:
+                    return spec.render(record)
+        raise WhiplashApiError(404, f"Couldn't find {resource.rstrip('s')} with 'id'={id}")
+
+    # ------------------------------------------------------------------ API: consumer returns
+
+    def create_consumer_return(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate like the spec, enforce one return per originator original_id, notify."""
+        with self._lock:
+            record = self._factory.build(body)
+            self._returns[record.id] = record
+            if record.originator and record.originator.original_id:
+                self._return_index[record.originator.original_id] = record
+            key = record.originator.original_id if record.originator else None
+            self._creates[key or ""] += 1
+            self._notify(record, "consumer_return.created")
+            return render_consumer_return(record)
+
+    def update_consumer_return(self, id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            record = self._return(id)
+            self._factory.apply_update(record, body)
+            record.updated_at = self._now()
+            return render_consumer_return(record)
+
+    def delete_consumer_return(self, id: int) -> None:
+        """Only a return that has not arrived can be deleted; its originator id is freed."""
+        with self._lock:
+            record = self._return(id)
+            if record.status > 100 or record.arrived_at is not None:
+                raise WhiplashApiError(
+                    422, f"consumer return {id} has arrived ({record.status}) and cannot be deleted"
+                )
+            self._notify(record, "consumer_return.deleted")
+            del self._returns[id]
+            if record.originator:
+                self._originators.pop(record.originator.id, None)
+                self._return_index.pop(record.originator.original_id or "", None)
+            for line in record.return_items:
+                if line.originator:
+                    self._originators.pop(line.originator.id, None)
+
+    def simulate_processing(self, id: int, finalize: bool) -> dict[str, Any]:
+        """The sandbox-only warehouse step: Processing (200), or Completed (300) all good."""
+        with self._lock:
+            record = self._return(id)
+            if record.status == 300:
+                raise WhiplashApiError(422, f"consumer return {id} is already completed")
+            if finalize:
+                received = [(line.sku, line.quantity, 0) for line in record.return_items]
+                self.receive(id, received, status=300)
+            else:
+                self._set_status(record, 200)
+            return render_consumer_return(record)
+
+    def receive(
+        self, consumer_return_id: int, received: list[tuple[str, int, int]], status: int = 300
+    ) -> dict[str, Any]:
+        """The warehouse receives the package: (sku, quantity_good, quantity_damaged) per SKU.
+
+        SKUs on the return get these counts (spread over its lines in order); other SKUs are
+        appended as extra lines with expected quantity 0. Sets arrived/delivered (and completed
+        for 300), bumps updated_at and sends the status webhooks.
+        """
+        if status not in STATUS_NAMES:
+            raise ValueError(f"unknown consumer return status {status}; use {sorted(STATUS_NAMES)}")
+        with self._lock:
+            record = self._return(consumer_return_id)
+            for sku, good, damaged in received:
+                if good < 0 or damaged < 0:
+                    raise ValueError(f"receive: negative quantity for {sku!r}")
+                self._factory.receive_sku(record, sku, good, damaged)
+            self._set_status(record, status, force_update=True)
+            return render_consumer_return(record)
+
+    # ------------------------------------------------------------------ API: subscriptions
+
+    def create_subscription(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return render_subscription(self.notifier.create(body))
+
+    def update_subscription(self, id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return render_subscription(self.notifier.update(id, body))
+
+    def delete_subscription(self, id: int) -> None:
+        with self._lock:
+            self.notifier.discard(id)
+
+    def test_subscription(self, id: int) -> dict[str, Any]:
+        """Send one sample notification (the newest consumer return) to the subscriber."""
+        with self._lock:
+            newest = max(self._returns.values(), key=lambda r: (r.updated_at, r.id), default=None)
+            sample = render_consumer_return(newest) if newest else {}
+            return render_subscription(self.notifier.send_test(id, sample))
+
+    # ------------------------------------------------------------------ helpers for siblings
+
+    def next_id(self, kind: str) -> int:
+        """Distinct id ranges per resource, so a client mixing up ids fails loudly."""
+        bases = {
+            "item": 1000,
+            "order": 50000,
+            "order_item": 70000,
+            "consumer_return": 180000,
+            "return_item": 4000,
+            "originator": 900000,
+            "subscription": 300,
+        }
+        self._ids[kind] = self._ids.get(kind, bases.get(kind, 0)) + 1
+        return self._ids[kind]
+
+    def new_originator(
+        self,
+        originated_type: str,
+        originated_id: int | None,
+        provider: str,
+        original_id: str | None,
+        group_id: str | None = None,
+        misc: str | None = None,
+    ) -> Originator:
+        now = self._now()
+        originator = Originator(
+            self.next_id("originator"),
+            originated_type,
+            originated_id,
+            provider,
+            original_id,
+            group_id,
+            misc,
+            now,
+            now,
+            application_id=1 if provider == "api" else None,
+        )
+        self._originators[originator.id] = originator
+        return originator
+
+    def item_by_sku(self, sku: str) -> Item | None:
+        return self._sku_index.get(sku)
+
+    def item(self, id: int) -> Item | None:
+        return self._items.get(id)
+
+    def order(self, id: int) -> Order | None:
+        return self._orders.get(id)
+
+    def return_with_original_id(self, original_id: str) -> ConsumerReturn | None:
+        return self._return_index.get(original_id)
+
+    def now(self) -> datetime:
+        return self._now()
+
+    # ------------------------------------------------------------------ internals
+
+    def _now(self) -> datetime:
+        return self.clock.now().replace(microsecond=0)
+
+    def _matching(self, spec: _Resource, search: str | None) -> list[Any]:
+        parsed = parse_search(search, spec.fields)
+        return [record for record in spec.records() if parsed.matches(record, spec.fields)]
+
+    def _return(self, id: int) -> ConsumerReturn:
+        record = self._returns.get(id)
+        if record is None:
+            raise WhiplashApiError(404, f"Couldn't find ConsumerReturn with 'id'={id}")
+        return record
+
+    def _set_status(
+        self, record: ConsumerReturn, status: int, *, force_update: bool = False
+    ) -> None:
+        now = self._now()
+        changed = status != record.status
+        if status >= 150 or status == 25:
+            record.arrived_at = record.arrived_at or now
+            record.delivered_at = record.delivered_at or now
+        if status == 300:
+            record.completed_at = record.completed_at or now
+        record.status = status
+        if changed or force_update:
+            record.updated_at = now
+        if changed:
+            self._notify(record, "consumer_return.status_changed")
+            if status == 300:
+                self._notify(record, "consumer_return.completed")
+            if status == 25:
+                self._notify(record, "consumer_return.unexpected")
+
+    def _notify(self, record: ConsumerReturn, event_name: str) -> None:
+        self.notifier.publish(event_name, partial(render_consumer_return, record))

@@ -1,0 +1,180 @@
+"""Notification events, subscriptions and signed webhook delivery for the Whiplash simulator.
+
+A subscription (`POST /api/v2/notification_subscriptions`) names an event of the catalog
+(`GET /api/v2/notification_events`), a `notification_type` and an `endpoint`. For each event
+every active `webhook` subscription gets a POST of `{"event_name": ..., "<resource>": {...}}`
+signed with `X-WHIPLASH-SIGNATURE` = hex HMAC-SHA256(client secret, raw body), sent from
+`common.WebhookDispatcher`'s background thread so the API never waits on a receiver.
+
+Decisions: the webhook `notification_type` string is "webhook" (undocumented; "email" and
+"slack" are accepted and never delivered); `version` defaults to 2 and both versions get the V2
+payload; one delivery attempt per event (the real service retries up to 10 times); deleting a
+subscription discards it (`discarded_at`), it then answers 404.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from include.returns_sync.sandbox.common import WebhookDispatcher, sign_whiplash
+from include.returns_sync.sandbox.whiplash_records import (
+    NotificationEvent,
+    NotificationSubscription,
+    WhiplashApiError,
+)
+
+EVENT_CATALOG = (
+    ("consumer_return.created", "Sent when a consumer return is created"),
+    ("consumer_return.status_changed", "Sent when a consumer return changes status"),
+    ("consumer_return.completed", "Sent when a return is marked as completed"),
+    ("consumer_return.deleted", "Sent when a consumer return is deleted"),
+    ("consumer_return.unexpected", "Sent when an unexpected consumer return arrives"),
+    ("item.created", "Sent when an item is created"),
+    ("order.shipped", "Sent when an order ships"),
+)
+NOTIFICATION_TYPES = ("webhook", "email", "slack")
+
+
+class Notifier:
+    """Holds the event catalog and subscriptions; the backend's lock guards every call."""
+
+    def __init__(
+        self,
+        now: Callable[[], datetime],
+        next_id: Callable[[str], int],
+        signing_secret: str,
+        dispatcher: WebhookDispatcher,
+    ) -> None:
+        self._now = now
+        self._next_id = next_id
+        self._secret = signing_secret
+        self.dispatcher = dispatcher
+        created = now()
+        self.events = {
+            index: NotificationEvent(index, name, description, created)
+            for index, (name, description) in enumerate(EVENT_CATALOG, start=1)
+        }
+        self._subscriptions: dict[int, NotificationSubscription] = {}
+
+    def live_subscriptions(self) -> list[NotificationSubscription]:
+        return [s for s in self._subscriptions.values() if s.discarded_at is None]
+
+    def subscription(self, id: int) -> NotificationSubscription:
+        subscription = self._subscriptions.get(id)
+        if subscription is None or subscription.discarded_at is not None:
+            raise WhiplashApiError(404, f"Couldn't find NotificationSubscription with 'id'={id}")
+        return subscription
+
+    def create(self, body: Mapping[str, Any]) -> NotificationSubscription:
+        values = self._values(body, creating=True)
+        now = self._now()
+        subscription = NotificationSubscription(
+            id=self._next_id("subscription"),
+            notification_event_id=values["notification_event_id"],
+            notification_type=values.get("notification_type", "webhook"),
+            endpoint=values.get("endpoint"),
+            active=values.get("active", True),
+            version=values.get("version", 2),
+            created_at=now,
+            updated_at=now,
+        )
+        self._subscriptions[subscription.id] = subscription
+        return subscription
+
+    def update(self, id: int, body: Mapping[str, Any]) -> NotificationSubscription:
+        subscription = self.subscription(id)
+        for key, value in self._values(body, creating=False).items():
+            setattr(subscription, key, value)
+        subscription.updated_at = self._now()
+        return subscription
+
+    def discard(self, id: int) -> None:
+        self.subscription(id).discarded_at = self._now()
+
+    def send_test(self, id: int, sample: dict[str, Any]) -> NotificationSubscription:
+        """Send one notification of the subscription's event with `sample` as the resource."""
+        subscription = self.subscription(id)
+        event = self.events[subscription.notification_event_id]
+        self._send(subscription, {"event_name": event.name, event.resource_type: sample})
+        return subscription
+
+    def subscribers(self, event_name: str) -> list[NotificationSubscription]:
+        """The active webhook subscriptions of `event_name`."""
+        event_ids = {event.id for event in self.events.values() if event.name == event_name}
+        return [
+            subscription
+            for subscription in self.live_subscriptions()
+            if subscription.notification_event_id in event_ids
+            and subscription.active
+            and subscription.notification_type == "webhook"
+        ]
+
+    def publish(self, event_name: str, resource: Callable[[], dict[str, Any]]) -> None:
+        """Queue `event_name` for its subscribers; `resource` is rendered only if one exists."""
+        subscribers = self.subscribers(event_name)
+        if not subscribers:
+            return
+        payload = {"event_name": event_name, event_name.split(".", 1)[0]: resource()}
+        for subscription in subscribers:
+            self._send(subscription, payload)
+
+    # ------------------------------------------------------------------ internals
+
+    def _send(self, subscription: NotificationSubscription, payload: dict[str, Any]) -> None:
+        if not subscription.endpoint:
+            return
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Whiplash-Webhooks (sandbox)",
+            "X-WHIPLASH-SIGNATURE": sign_whiplash(self._secret, body),
+        }
+        self.dispatcher.submit(subscription.endpoint, body, headers, str(payload["event_name"]))
+
+    def _values(self, body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        """The writable fields of `body`, checked (422 naming the field when wrong)."""
+        values: dict[str, Any] = {}
+        if "notification_event_id" in body or creating:
+            event_id = _required_int(body, "notification_event_id")
+            if event_id not in self.events:
+                raise WhiplashApiError(422, f"notification_event_id {event_id} does not exist")
+            values["notification_event_id"] = event_id
+        if "notification_type" in body:
+            kind = str(body["notification_type"])
+            if kind not in NOTIFICATION_TYPES:
+                allowed = list(NOTIFICATION_TYPES)
+                raise WhiplashApiError(
+                    422, f"notification_type must be one of {allowed}, got {kind!r}"
+                )
+            values["notification_type"] = kind
+        if "endpoint" in body:
+            values["endpoint"] = None if body["endpoint"] is None else str(body["endpoint"])
+        if "active" in body:
+            if not isinstance(body["active"], bool):
+                raise WhiplashApiError(422, f"active must be true or false, got {body['active']!r}")
+            values["active"] = body["active"]
+        if "version" in body:
+            version = _required_int(body, "version")
+            if version not in (1, 2):
+                raise WhiplashApiError(422, f"version must be 1 or 2, got {version}")
+            values["version"] = version
+        if creating and values.get("notification_type", "webhook") == "webhook":
+            endpoint = values.get("endpoint") or ""
+            if not endpoint.startswith(("http://", "https://")):
+                raise WhiplashApiError(422, "endpoint is required for webhooks (an http(s) URL)")
+        return values
+
+
+def _required_int(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if value is None:
+        raise WhiplashApiError(422, f"{name} is missing")
+    if isinstance(value, bool):
+        raise WhiplashApiError(422, f"{name} must be an integer, got {value!r}")
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise WhiplashApiError(422, f"{name} must be an integer, got {value!r}") from exc
