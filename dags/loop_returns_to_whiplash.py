@@ -20,7 +20,7 @@ whose label reached `pre_transit` (or a later status, if `pre_transit` was skipp
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
@@ -37,7 +37,7 @@ def _alert(context: dict) -> None:
 @dag(
     dag_id="loop_returns_to_whiplash",
     schedule=SCHEDULE,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -45,7 +45,7 @@ def _alert(context: dict) -> None:
     default_args={
         "owner": "returns-sync",
         "retries": 3,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": timedelta(seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": _alert,
@@ -69,7 +69,7 @@ def loop_returns_to_whiplash() -> None:
 
         if params.get("return_ids"):
             return None  # an explicit run reads only the returns it was given
-        return rma.plan_window(data_interval_end or datetime.now(timezone.utc))
+        return rma.plan_window(data_interval_end or datetime.now(UTC))
 
     @task(pool="loop_api")
     def collect(window: dict | None, params: dict) -> list[dict]:

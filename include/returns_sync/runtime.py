@@ -15,10 +15,13 @@ Settings come from environment variables so one image can serve several deployme
 | `RETURNS_SYNC_STALE_CLAIM_MINUTES` | 15 | a creation claim older than this is taken over |
 | `RETURNS_SYNC_DRY_RUN` | false | compute and record, send nothing |
 | `RETURNS_SYNC_LOOP_PAGE_SIZE` | 750 | page size of Loop's detailed returns list (max 750) |
+| `RETURNS_SYNC_HTTP_TIMEOUT` | 30 | seconds per vendor HTTP request |
+| `RETURNS_SYNC_RETRY_WAIT_SCALE` | 1 | multiplies every retry wait (tests use 0.01) |
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -66,7 +69,7 @@ class PollSettings:
 
 def poll_settings() -> PollSettings:
     return PollSettings(
-        overlap=timedelta(minutes=env_int("RETURNS_SYNC_POLL_OVERLAP_MINUTES", 30) or 0),
+        overlap=timedelta(minutes=_minutes("RETURNS_SYNC_POLL_OVERLAP_MINUTES", 30)),
         initial_lookback=timedelta(hours=env_int("RETURNS_SYNC_INITIAL_LOOKBACK_HOURS", 24) or 24),
         batch_size=max(1, env_int("RETURNS_SYNC_BATCH_SIZE", 100) or 100),
         max_unmappable=env_int("RETURNS_SYNC_MAX_UNMAPPABLE", 50) or 0,
@@ -74,12 +77,17 @@ def poll_settings() -> PollSettings:
     )
 
 
+def _minutes(name: str, default: int) -> int:
+    value = env_int(name, default)
+    return default if value is None else max(0, value)
+
+
 def rma_settings(dry_run: bool | None = None) -> Any:
     from include.returns_sync.domain.rma import RmaSettings
 
     return RmaSettings(
         warehouse_id=env_int("RETURNS_SYNC_WAREHOUSE_ID", None),
-        stale_claim_after=timedelta(minutes=env_int("RETURNS_SYNC_STALE_CLAIM_MINUTES", 15) or 15),
+        stale_claim_after=timedelta(minutes=_minutes("RETURNS_SYNC_STALE_CLAIM_MINUTES", 15)),
         dry_run=env_bool("RETURNS_SYNC_DRY_RUN") if dry_run is None else dry_run,
     )
 
@@ -98,7 +106,14 @@ def _store_for(url: str) -> Any:
 
 
 def state_store() -> Any:
-    """The state store behind connection `returns_sync_db`, migrated; SQLite by default."""
+    """The state store behind connection `returns_sync_db`, migrated; SQLite by default.
+
+    An `AIRFLOW_CONN_RETURNS_SYNC_DB` variable is passed to the store as written (URI or JSON
+    form), because Airflow's URI parser drops the path of `sqlite:////abs/path.db`.
+    """
+    raw = os.environ.get("AIRFLOW_CONN_" + STATE_CONN_ID.upper())
+    if raw:
+        return _store_for(raw)
     from airflow.sdk import BaseHook
 
     try:
@@ -109,9 +124,16 @@ def state_store() -> Any:
         path = airflow_home() / "returns_sync" / "state.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return _store_for(f"sqlite:///{path}")
-    if conn.conn_type == "sqlite":
-        return _store_for(f"sqlite:///{conn.host}")
-    return _store_for(conn.get_uri())
+    fields = {
+        "conn_type": conn.conn_type,
+        "host": conn.host,
+        "login": conn.login,
+        "password": conn.password,
+        "schema": conn.schema,
+        "port": conn.port,
+        "extra": conn.extra_dejson,
+    }
+    return _store_for(json.dumps({k: v for k, v in fields.items() if v not in (None, "", {})}))
 
 
 def fernet_key() -> str | None:
@@ -127,10 +149,26 @@ def fernet_key() -> str | None:
         return None
 
 
+def _client_options() -> dict[str, Any]:
+    """Retry waits and HTTP timeout; tests and benchmarks shrink them through the environment."""
+    from include.returns_sync.clients.policy import RetryPolicy
+
+    scale = float(os.environ.get("RETURNS_SYNC_RETRY_WAIT_SCALE", "1") or 1)
+    base = RetryPolicy()
+    policy = RetryPolicy(
+        max_attempts=base.max_attempts,
+        base_seconds=base.base_seconds * scale,
+        max_seconds=base.max_seconds * scale,
+        retry_after_cap_seconds=base.retry_after_cap_seconds * scale,
+    )
+    timeout = float(os.environ.get("RETURNS_SYNC_HTTP_TIMEOUT", "30") or 30)
+    return {"retry_policy": policy, "timeout": timeout}
+
+
 def loop_hook() -> Any:
     from include.returns_sync.clients.loop import LoopHook
 
-    return LoopHook()
+    return LoopHook(**_client_options())
 
 
 def whiplash_hook() -> Any:
@@ -140,7 +178,7 @@ def whiplash_hook() -> Any:
     token_store = StateStoreTokenStore(state_store(), key) if key else None
     if token_store is None:
         log.warning("No Fernet key configured: a rotated Whiplash refresh token cannot be persisted")
-    return WhiplashHook(token_store=token_store)
+    return WhiplashHook(token_store=token_store, **_client_options())
 
 
 def vendor_error() -> type[Exception]:

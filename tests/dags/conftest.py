@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,6 +13,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Read when the DAG files are parsed: Airflow's task retries wait 1 s in tests, not 30 s.
+os.environ.setdefault("RETURNS_SYNC_RETRY_DELAY_SECONDS", "1")
 
 
 @pytest.fixture
@@ -37,24 +41,25 @@ def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("RETURNS_SYNC_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("RETURNS_SYNC_RETRY_WAIT_SCALE", "0.01")  # retries wait ms, not seconds
+    monkeypatch.setenv("RETURNS_SYNC_HTTP_TIMEOUT", "1.0")
     return sandbox
 
 
-@pytest.fixture(scope="session")
-def dagbag() -> Any:
+def load_dag(dag_id: str) -> Any:
+    """A freshly parsed DAG: `dag.test(run_conf=...)` leaves the conf in the DAG's params."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
-    return bag
+    return bag.get_dag(dag_id)
 
 
 @pytest.fixture
-def run_dag(dagbag: Any, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+def run_dag(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """Run a DAG with `dag.test()`; return its state and the summary.json it wrote."""
 
     def run(dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
-        dag = dagbag.get_dag(dag_id)
+        dag = load_dag(dag_id)
         dag_run = dag.test(run_conf=conf or {}, logical_date=datetime.now(UTC))
         reports = tmp_path / "reports" / dag_id
         latest = max(reports.glob("*/summary.json"), key=lambda p: p.stat().st_mtime, default=None)

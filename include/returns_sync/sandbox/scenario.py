@@ -213,6 +213,14 @@ class Sandbox:
         return self.loop.api_key
 
     @property
+    def whiplash_client_id(self) -> str:
+        return self.whiplash.client_id
+
+    @property
+    def whiplash_client_secret(self) -> str:
+        return self.whiplash.client_secret
+
+    @property
     def loop_webhook_secret(self) -> str:
         return self.loop.webhook_secret
 
@@ -321,7 +329,9 @@ class Sandbox:
             self.whiplash.add_order(str(provider_order_id), order_name, ordered)
         titles = {sku: title for sku, title, _ in self._catalog}
         prices = {sku: price for sku, _, price in self._catalog}
-        label_at = created + timedelta(minutes=rng.randint(1, 180)) if label_status else None
+        label_at = None
+        if label_status:  # a label moves after the return is created, but never in the future
+            label_at = min(created + timedelta(minutes=rng.randint(1, 180)), self.clock.now())
         record = self.loop.add_return(
             order_name=order_name,
             provider_order_id=provider_order_id,

@@ -1,0 +1,58 @@
+"""Durable state of returns-sync (SQLAlchemy Core, Alembic migrations, no Airflow imports)."""
+
+from include.returns_sync.state.errors import (
+    ActionStateError,
+    ClaimLostError,
+    DuplicateRmaError,
+    StateConfigError,
+    StateError,
+    TokenKeyError,
+    WhiplashIdConflictError,
+)
+from include.returns_sync.state.records import (
+    ActionClaim,
+    ActionKind,
+    ActionStatus,
+    ClaimOutcome,
+    ClaimResult,
+    Decision,
+    InboxEvent,
+    InboxSource,
+    InboxStatus,
+    LoopAction,
+    SyncRecord,
+    SyncSource,
+    SyncStatus,
+    Verdict,
+)
+from include.returns_sync.state.store import StateStore
+from include.returns_sync.state.sync_records import DEFAULT_CLAIM_STALE_AFTER
+from include.returns_sync.state.url import CONN_ID, parse_connection
+
+__all__ = [
+    "CONN_ID",
+    "DEFAULT_CLAIM_STALE_AFTER",
+    "ActionClaim",
+    "ActionKind",
+    "ActionStateError",
+    "ActionStatus",
+    "ClaimLostError",
+    "ClaimOutcome",
+    "ClaimResult",
+    "Decision",
+    "DuplicateRmaError",
+    "InboxEvent",
+    "InboxSource",
+    "InboxStatus",
+    "LoopAction",
+    "StateConfigError",
+    "StateError",
+    "StateStore",
+    "SyncRecord",
+    "SyncSource",
+    "SyncStatus",
+    "TokenKeyError",
+    "Verdict",
+    "WhiplashIdConflictError",
+    "parse_connection",
+]

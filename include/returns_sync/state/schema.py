@@ -1,0 +1,188 @@
+"""SQLAlchemy Core tables of the returns-sync state store.
+
+The migrations under `migrations/versions/` create exactly these tables; a test compares the
+two so they cannot drift. Table names are plain (no prefix) because the recommended production
+setup gives the store its own PostgreSQL schema or database; they do not clash with Airflow's
+metadata tables either, so sharing Airflow's database also works.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+#: Alembic's version table for this store; its own name so it can live next to Airflow's.
+VERSION_TABLE = "returns_sync_alembic_version"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that only accepts aware datetimes and always comes back aware, in UTC.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are stored as naive
+    UTC text, which also keeps them comparable as strings in SQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"timestamps must be timezone-aware datetimes; got {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _one_of(column: str, values: list[str], name: str) -> CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+SYNC_STATUSES = ["claimed", "created", "adopted", "unmappable", "failed"]
+SYNC_SOURCES = ["poll", "webhook", "backfill", "manual"]
+VERDICTS = ["process", "flag", "skip"]
+ACTION_KINDS = ["process", "flag", "note"]
+ACTION_STATUSES = ["intent", "sent", "failed", "unknown"]
+INBOX_SOURCES = ["loop", "whiplash"]
+INBOX_STATUSES = ["new", "dispatched", "done", "failed"]
+
+sync_records = Table(
+    "sync_records",
+    metadata,
+    Column("loop_return_id", Text, primary_key=True),
+    # UNIQUE: one Whiplash consumer return can belong to one Loop return only.
+    Column("whiplash_return_id", BigInteger, nullable=True, unique=True),
+    Column("status", Text, nullable=False),
+    Column("reason_code", Text),
+    Column("reason_detail", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("claim_token", Text),
+    Column("claimed_at", UTCDateTime),
+    # status before the current claim (NULL for a brand-new row); lets release_claim undo it.
+    Column("claimed_from", Text),
+    Column("label_status", Text),
+    Column("label_pre_transit_at", UTCDateTime),
+    Column("source", Text, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_run_id", Text),
+    _one_of("status", SYNC_STATUSES, "status"),
+    _one_of("source", SYNC_SOURCES, "source"),
+    # a claim always carries its token and time; a finished RMA always carries its id.
+    CheckConstraint(
+        "status <> 'claimed' OR (claim_token IS NOT NULL AND claimed_at IS NOT NULL)",
+        name="claim_has_token",
+    ),
+    CheckConstraint(
+        "status NOT IN ('created', 'adopted') OR whiplash_return_id IS NOT NULL",
+        name="done_has_whiplash_id",
+    ),
+    Index(None, "status", "updated_at"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    # PRIMARY KEY: one decision per Whiplash consumer return, ever.
+    Column("whiplash_return_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("loop_return_id", Text),
+    Column("verdict", Text, nullable=False),
+    Column("reason_codes", Text, nullable=False, server_default="[]"),  # JSON list
+    Column("note", Text),
+    Column("detail", Text),  # JSON object
+    Column("run_id", Text),
+    Column("decided_at", UTCDateTime, nullable=False),
+    _one_of("verdict", VERDICTS, "verdict"),
+    Index(None, "loop_return_id"),
+)
+
+loop_actions = Table(
+    "loop_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("loop_return_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("vendor_code", Text),
+    Column("message", Text),
+    Column("payload", Text),
+    # bumped by each retry_action: a compare-and-swap token so one resolver wins a retry
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # the "never act twice" guarantee: at most one row per (return, action)
+    UniqueConstraint("loop_return_id", "action"),
+    _one_of("action", ACTION_KINDS, "action"),
+    _one_of("status", ACTION_STATUSES, "status"),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_inbox = Table(
+    "webhook_inbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    # unique per vendor: the two vendors' delivery ids live in different namespaces
+    Column("dedup_key", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("resource_id", Text),
+    Column("payload", Text, nullable=False),  # JSON object
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("claimed_by", Text),
+    Column("claimed_at", UTCDateTime),
+    Column("processed_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("source", "dedup_key"),
+    _one_of("source", INBOX_SOURCES, "source"),
+    _one_of("status", INBOX_STATUSES, "status"),
+    Index(None, "status", "source", "id"),
+)
+
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("refresh_token", Text, nullable=False),  # Fernet ciphertext, never clear text
+    Column("updated_at", UTCDateTime, nullable=False),
+)

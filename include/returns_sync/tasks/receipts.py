@@ -1,0 +1,195 @@
+"""Task bodies of `whiplash_receipts_to_loop`: find final receipts, reconcile, act on Loop.
+
+One decision per Whiplash consumer return, recorded before anything is sent; the first decision
+stands. A decided return whose Loop action did not complete (a crash, a 5xx, no answer) is
+picked up again by later runs and finished from the recorded decision, not recomputed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from include.returns_sync import runtime
+from include.returns_sync.reports import format_counts, write_report
+
+log = logging.getLogger(__name__)
+
+RECEIPT_WATERMARK = "whiplash_receipts_to_loop.updated_at"
+
+
+def plan_window(data_interval_end: datetime) -> dict[str, str]:
+    from include.returns_sync.domain.windows import poll_window
+
+    settings = runtime.poll_settings()
+    watermark = runtime.state_store().get_watermark(RECEIPT_WATERMARK)
+    start, end = poll_window(
+        watermark=watermark,
+        end=data_interval_end,
+        overlap=settings.overlap,
+        initial_lookback=settings.initial_lookback,
+    )
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def reconcile_and_act(
+    *,
+    dag_id: str,
+    run_id: str,
+    window: dict[str, str] | None,
+    consumer_return_ids: Sequence[int] = (),
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """The whole receipt flow for one run; returns the summary that is also written to disk."""
+    from include.returns_sync.domain.actions import ActionSettings, act
+    from include.returns_sync.reconcile.criteria import load_criteria
+    from include.returns_sync.reconcile.engine import reconcile
+    from include.returns_sync.reconcile.frames import (
+        ReturnContext,
+        context_frame,
+        expected_frame,
+        received_frame,
+    )
+
+    criteria = load_criteria()
+    dry_run = dry_run or runtime.env_bool("RETURNS_SYNC_DRY_RUN")
+    store = runtime.state_store()
+    whiplash = runtime.whiplash_hook()
+    loop = runtime.loop_hook()
+    vendor_error = runtime.vendor_error()
+    from include.returns_sync.clients.errors import LoopActionRejected
+
+    # 1. candidates: final receipts changed in the window (or the given ids), plus unfinished ones
+    if consumer_return_ids:
+        candidates = list(whiplash.list_consumer_returns(ids=list(consumer_return_ids)))
+    else:
+        assert window is not None
+        since = datetime.fromisoformat(window["start"])
+        candidates = list(
+            whiplash.list_consumer_returns(updated_since=since, statuses=criteria.final_statuses)
+        )
+    final = [cr for cr in candidates if criteria.is_final(cr.status)]
+    ids = [cr.id for cr in final]
+    decisions = store.get_decisions(ids)
+    records = store.find_by_whiplash_id(ids)
+
+    # 2. every return with no decision yet: read its Loop return once, reconcile the batch
+    undecided = [cr for cr in final if cr.id not in decisions]
+    loop_returns: dict[int, Any] = {}
+    contexts = []
+    for cr in undecided:
+        record = records.get(cr.id)
+        loop_id = record.loop_return_id if record else cr.loop_return_id
+        current = None
+        if loop_id:
+            try:
+                current = loop.get_return(loop_id)
+            except vendor_error as exc:
+                if getattr(exc, "status", None) != 404:
+                    raise
+        if current is not None:
+            loop_returns[cr.id] = current
+        contexts.append(
+            ReturnContext(
+                whiplash_return_id=cr.id,
+                loop_return_id=loop_id,
+                loop_state=current.state if current is not None else None,
+                known=record is not None,
+            )
+        )
+    result = reconcile(
+        expected_frame((wid, r) for wid, r in loop_returns.items()),
+        received_frame(undecided),
+        context_frame(contexts),
+        criteria,
+    )
+    verdict_rows = result.verdicts.to_dict("records")
+    for row in verdict_rows:
+        if dry_run:
+            continue
+        store.record_decision(
+            int(row["whiplash_return_id"]),
+            verdict=str(row["verdict"]),
+            reason_codes=list(row["reason_codes"]),
+            loop_return_id=row["loop_return_id"],
+            note=row["note"],
+            run_id=run_id,
+        )
+
+    # 3. act on every decided return whose action is not yet done (new and unfinished alike)
+    to_act = {
+        int(r["whiplash_return_id"]): (r["loop_return_id"], str(r["verdict"]), r["note"])
+        for r in verdict_rows
+        if str(r["verdict"]) in ("process", "flag")
+    }
+    for wid, decision in decisions.items():
+        if str(decision.verdict) in ("process", "flag") and decision.loop_return_id:
+            to_act[wid] = (decision.loop_return_id, str(decision.verdict), decision.note)
+    settings = ActionSettings(dry_run=dry_run)
+    outcomes = []
+    done = store.get_actions([lid for lid, _, _ in to_act.values()])
+    for wid, (loop_id, verdict, note) in sorted(to_act.items()):
+        recorded = done.get(loop_id, {})
+        needed = ("process",) if verdict == "process" else ("flag", "note")
+        if all(str(getattr(recorded.get(a), "status", "")) == "sent" for a in needed):
+            continue
+        current = loop_returns.get(wid) or loop.get_return(loop_id)
+        try:
+            outcome = act(
+                loop,
+                store,
+                current,
+                verdict,
+                note,
+                settings,
+                rejected=LoopActionRejected,
+                vendor_error=vendor_error,
+            )
+        except vendor_error as exc:  # reading notes failed: leave it for the next run
+            log.warning("Could not act on Loop return %s: %s", loop_id, exc)
+            continue
+        outcomes.append({"whiplash_return_id": wid, **outcome.__dict__})
+
+    summary = {
+        "window": window,
+        "candidates": len(candidates),
+        "final": len(final),
+        "already_decided": len(decisions),
+        "dry_run": dry_run,
+        **result.summary(),
+        "actions": _count(o["outcome"] for o in outcomes),
+        "loop_return_ids": _buckets(verdict_rows),
+    }
+    lines = result.lines.astype({"sku": "str"}).to_dict("records")
+    folder = write_report(
+        dag_id,
+        run_id,
+        summary,
+        {"lines": lines, "verdicts": verdict_rows, "actions": outcomes},
+    )
+    log.info("Receipt run report (%s):\n%s", folder, format_counts("verdict", summary["verdicts"]))
+    reasons = {k: v for k, v in summary["reason_codes"].items() if v}
+    if reasons:
+        log.warning("Flag/skip reasons:\n%s", format_counts("reason", reasons))
+    if summary["actions"]:
+        log.info("Loop actions:\n%s", format_counts("action outcome", summary["actions"]))
+    if window is not None and not dry_run:
+        store.advance_watermark(RECEIPT_WATERMARK, datetime.fromisoformat(window["end"]))
+    return summary
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _buckets(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    buckets: dict[str, list[str]] = {}
+    for row in rows:
+        codes = "|".join(row["reason_codes"]) or "-"
+        buckets.setdefault(f"{row['verdict']}:{codes}", []).append(str(row["loop_return_id"]))
+    return {k: sorted(v) for k, v in sorted(buckets.items())}
