@@ -7,12 +7,14 @@ cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
 stamp="$VENV/.requirements.sha256"
-want="$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo ">> installing dependencies into .venv (first run takes a minute or two)" >&2
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
   "$VENV/bin/python" -m pip install --quiet -r requirements.txt -c constraints.txt >&2
+  # Registers our Airflow provider (connection forms); the code stays importable from $ROOT.
+  "$VENV/bin/python" -m pip install --quiet --no-deps . >&2
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

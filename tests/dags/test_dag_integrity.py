@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED_DAGS = {"loop_returns_to_whiplash"}
+EXPECTED_DAGS = {"loop_returns_to_whiplash", "whiplash_receipts_to_loop"}
 
 
 @pytest.fixture(scope="module")

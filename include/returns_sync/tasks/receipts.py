@@ -86,6 +86,8 @@ def reconcile_and_act(
         if loop_id:
             try:
                 current = loop.get_return(loop_id)
+            except ValueError:  # not a Loop return id at all (a reference someone typed)
+                current = None
             except vendor_error as exc:
                 if getattr(exc, "status", None) != 404:
                     raise

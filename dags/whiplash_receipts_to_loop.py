@@ -1,0 +1,97 @@
+"""
+### Whiplash receipts -> Loop Process / Flag
+
+When Whiplash has received a return package (consumer return status `Completed`/300 by default,
+configurable in the criteria file), compare what arrived with what the Loop return expected and
+tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
+
+* **Schedule**: every 15 minutes (`RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES`) and whenever the RMA
+  DAG's asset is updated; consumer returns whose `updated_at` moved since the durable watermark
+  (minus an overlap). Trigger with `consumer_return_ids` to handle given returns now.
+* **Reconciliation**: one vectorised pandas pass over the batch, one row per (return, SKU) with
+  expected, good, damaged, missing and extra units; merchant criteria from
+  `include/criteria.yaml` (`RETURNS_SYNC_CRITERIA` overrides the path; see docs/CRITERIA.md).
+* **Never twice**: one decision per consumer return, recorded before acting; every Loop action
+  has a durable intent/result record; an unconfirmed action is resolved from Loop's state and
+  notes before anything is sent again. A Loop return that is not `open` is never acted on.
+* **`dry_run`**: decide and report, send nothing to Loop, record nothing.
+* **Report**: `$AIRFLOW_HOME/returns_sync/reports/whiplash_receipts_to_loop/<run_id>/`
+  (`summary.json`, `lines.csv` per return and SKU, `verdicts.csv`, `actions.csv`).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
+
+RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
+DECISIONS_ASSET = Asset("returns_sync://loop/decisions", group="returns_sync")
+EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES", "15")))
+
+
+def _alert(context: dict) -> None:
+    from include.returns_sync.alerts import on_failure
+
+    on_failure(context)
+
+
+@dag(
+    dag_id="whiplash_receipts_to_loop",
+    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(EVERY), assets=RMA_ASSET),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["returns-sync", "loop", "whiplash"],
+    default_args={
+        "owner": "returns-sync",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": _alert,
+    },
+    params={
+        "consumer_return_ids": Param(
+            [],
+            type="array",
+            title="Whiplash consumer return ids",
+            description="Reconcile only these consumer returns now (leave empty to poll).",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Decide and report; send nothing."
+        ),
+    },
+)
+def whiplash_receipts_to_loop() -> None:
+    @task(pool="whiplash_api")
+    def plan_window(params: dict, data_interval_end: datetime | None = None) -> dict | None:
+        from include.returns_sync.tasks import receipts
+
+        if params.get("consumer_return_ids"):
+            return None
+        return receipts.plan_window(data_interval_end or datetime.now(timezone.utc))
+
+    @task(pool="loop_api", outlets=[DECISIONS_ASSET])
+    def reconcile_and_act(window: dict | None, params: dict, **context) -> dict:
+        from include.returns_sync.tasks import receipts
+
+        summary = receipts.reconcile_and_act(
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            window=window,
+            consumer_return_ids=[int(i) for i in params.get("consumer_return_ids") or []],
+            dry_run=bool(params.get("dry_run")),
+        )
+        context["outlet_events"][DECISIONS_ASSET].extra = {
+            "verdicts": summary["verdicts"],
+            "actions": summary["actions"],
+        }
+        return {"verdicts": summary["verdicts"], "actions": summary["actions"]}
+
+    reconcile_and_act(plan_window())
+
+
+whiplash_receipts_to_loop()

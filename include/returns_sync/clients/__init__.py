@@ -1,0 +1,70 @@
+"""HTTP clients: the only layer that talks to Loop and Whiplash.
+
+Errors, the retry policy and the token store are light and imported eagerly; the hooks (which
+pull in Airflow's HTTP provider) load on first access, so `from include.returns_sync.clients
+import VendorError` stays cheap in DAG files and domain code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from include.returns_sync.clients.errors import (
+    AmbiguousWriteError,
+    CredentialsUnavailable,
+    LoopActionRejected,
+    VendorAuthError,
+    VendorBadResponse,
+    VendorConflict,
+    VendorError,
+    VendorNotFound,
+    VendorRateLimited,
+    VendorServerError,
+    VendorTransportError,
+    VendorValidationError,
+)
+from include.returns_sync.clients.oauth import (
+    InMemoryTokenStore,
+    StateStoreTokenStore,
+    TokenStore,
+)
+from include.returns_sync.clients.policy import RetryPolicy, TokenBucket
+
+if TYPE_CHECKING:
+    from include.returns_sync.clients.loop import LoopHook
+    from include.returns_sync.clients.whiplash import WhiplashHook
+
+__all__ = [
+    "AmbiguousWriteError",
+    "CredentialsUnavailable",
+    "InMemoryTokenStore",
+    "LoopActionRejected",
+    "LoopHook",
+    "RetryPolicy",
+    "StateStoreTokenStore",
+    "TokenBucket",
+    "TokenStore",
+    "VendorAuthError",
+    "VendorBadResponse",
+    "VendorConflict",
+    "VendorError",
+    "VendorNotFound",
+    "VendorRateLimited",
+    "VendorServerError",
+    "VendorTransportError",
+    "VendorValidationError",
+    "WhiplashHook",
+]
+
+_LAZY = {
+    "LoopHook": "include.returns_sync.clients.loop",
+    "WhiplashHook": "include.returns_sync.clients.whiplash",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

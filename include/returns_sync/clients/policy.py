@@ -1,0 +1,231 @@
+"""The one retry policy and the one rate limiter every vendor call goes through.
+
+Retry policy (`RetryPolicy`, built on tenacity):
+- Retries what may succeed later: 429, 5xx, timeouts, connection failures, a gateway's HTML 5xx.
+- Waits with jittered exponential backoff ("full jitter": a random wait up to
+  `base * 2**attempt`, capped at `max_seconds`), except that a `Retry-After` header wins when the
+  vendor sends one (Whiplash does on 429; Loop documents none).
+- Never blindly re-sends a non-idempotent request (an RMA create, a Loop process/flag/note, a
+  webhook registration). Such a request is retried only when the failure proves the vendor did
+  not act on it (429, 503 with Retry-After, a connection that failed before the request was
+  sent). Any other transient failure after sending becomes `AmbiguousWriteError`, and the caller
+  looks the resource up before trying again.
+
+Rate limiter (`TokenBucket`): a thread-safe token bucket shared by every hook instance of the same
+vendor connection in this process (`shared_bucket`). It smooths requests to the configured rate
+so the vendor's 429 stays the exception (defaults 10 % under the limits: Loop 300/min per key ->
+4.5/s; Whiplash 10/s per account -> 9/s).
+It only sees this process: Airflow pools (`loop_api`, `whiplash_api`) bound how many tasks call a
+vendor at once across all workers, so set each process's rate to the vendor limit divided by the
+pool's slots (hook parameter `rate_limit_per_second`, or connection extra `rate_limit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import tenacity
+from tenacity.wait import wait_base
+
+from include.returns_sync.clients.errors import AmbiguousWriteError, VendorError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RetryAfterOrBackoff(wait_base):
+    """Wait what the vendor asked for (Retry-After, capped), else jittered exponential backoff."""
+
+    def __init__(
+        self,
+        base_seconds: float,
+        max_seconds: float,
+        retry_after_cap_seconds: float,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.base_seconds = base_seconds
+        self.max_seconds = max_seconds
+        self.retry_after_cap_seconds = retry_after_cap_seconds
+        self.rng = rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        hinted = getattr(error, "retry_after", None)
+        if hinted is not None:
+            return min(float(hinted), self.retry_after_cap_seconds)
+        return self.backoff(retry_state.attempt_number)
+
+    def backoff(self, attempt_number: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))]."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt_number - 1))
+        return ceiling * self.rng()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a vendor call. Immutable; one instance can be shared.
+
+    `sleep` is injectable so tests can record waits instead of sleeping through them.
+    """
+
+    max_attempts: int = 6
+    base_seconds: float = 0.5
+    max_seconds: float = 30.0
+    retry_after_cap_seconds: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
+        for name in ("base_seconds", "max_seconds", "retry_after_cap_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetryPolicy.{name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def without_waits(
+        cls, max_attempts: int = 6, sleep: Callable[[float], None] | None = None
+    ) -> RetryPolicy:
+        """Same decisions, zero waits (tests); pass `sleep` to record what would have been waited."""
+        return cls(
+            max_attempts=max_attempts,
+            base_seconds=0.0,
+            max_seconds=0.0,
+            retry_after_cap_seconds=0.0 if sleep is None else 3600.0,
+            sleep=sleep or (lambda _seconds: None),
+        )
+
+    def should_retry(self, error: BaseException, *, idempotent: bool) -> bool:
+        """Retry transient failures; for a non-idempotent request only when not applied."""
+        if not isinstance(error, VendorError) or isinstance(error, AmbiguousWriteError):
+            return False
+        if not error.transient:
+            return False
+        return idempotent or error.provably_not_applied
+
+    def call(self, attempt: Callable[[], T], *, idempotent: bool, describe: str = "") -> T:
+        """Run `attempt` under the policy; see the module docstring for what is retried.
+
+        Raises the last `VendorError`, or `AmbiguousWriteError` when a non-idempotent request
+        failed after it may have been applied.
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=RetryAfterOrBackoff(
+                self.base_seconds, self.max_seconds, self.retry_after_cap_seconds
+            ),
+            retry=tenacity.retry_if_exception(
+                lambda error: self.should_retry(error, idempotent=idempotent)
+            ),
+            sleep=self.sleep,
+            before_sleep=lambda state: _log_retry(state, describe, self.max_attempts),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except VendorError as error:
+            if (
+                not idempotent
+                and error.transient
+                and not error.provably_not_applied
+                and not isinstance(error, AmbiguousWriteError)
+            ):
+                raise AmbiguousWriteError(error) from error
+            raise
+
+
+def _log_retry(state: tenacity.RetryCallState, describe: str, max_attempts: int) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "%s failed (%s); attempt %d of %d, retrying in %.2fs",
+        describe or "vendor call",
+        getattr(error, "message", type(error).__name__),
+        state.attempt_number,
+        max_attempts,
+        wait,
+    )
+
+
+class TokenBucket:
+    """Thread-safe token bucket: at most `burst` requests at once, `rate_per_second` sustained.
+
+    `acquire()` reserves a token and sleeps outside the lock until it is due, so waiting threads
+    queue up fairly without spinning. With burst 1, any window of T seconds holds at most
+    1 + rate * T requests, which keeps a sliding-window vendor limit satisfied.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        burst: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.configure(rate_per_second, burst)
+        self._tokens = self.burst
+        self._updated = clock()
+
+    def configure(self, rate_per_second: float, burst: float = 1.0) -> None:
+        """Change the rate (e.g. a connection's `rate_limit` extra changed); keeps the balance."""
+        if rate_per_second <= 0:
+            raise ValueError(f"rate_per_second must be > 0, got {rate_per_second}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        with self._lock:
+            self.rate_per_second = float(rate_per_second)
+            self.burst = float(burst)
+            if hasattr(self, "_tokens"):
+                self._tokens = min(self._tokens, self.burst)
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until it is available; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate_per_second)
+            self._updated = now
+            self._tokens -= 1.0
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate_per_second
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+_BUCKETS: dict[str, TokenBucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def shared_bucket(
+    key: str, rate_per_second: float | None, burst: float = 1.0
+) -> TokenBucket | None:
+    """The process-wide bucket for `key` (vendor + connection), or None when throttling is off.
+
+    A rate of None or <= 0 disables throttling. Asking again with another rate re-configures the
+    existing bucket, so every hook instance of that connection keeps sharing one budget.
+    """
+    if rate_per_second is None or rate_per_second <= 0:
+        return None
+    with _BUCKETS_LOCK:
+        bucket = _BUCKETS.get(key)
+        if bucket is None:
+            bucket = _BUCKETS[key] = TokenBucket(rate_per_second, burst)
+        elif bucket.rate_per_second != rate_per_second or bucket.burst != burst:
+            bucket.configure(rate_per_second, burst)
+        return bucket
+
+
+def reset_shared_buckets() -> None:
+    """Forget every shared bucket (tests)."""
+    with _BUCKETS_LOCK:
+        _BUCKETS.clear()

@@ -1,0 +1,227 @@
+"""Pagination and batching helpers: cursor rules, page walks, keyset walks that lose nothing."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from include.returns_sync.clients.pagination import (
+    PaginationError,
+    batched,
+    cursor_from_next_page_url,
+    loop_cursor_pages,
+    split_window,
+    unique_strings,
+    whiplash_pages,
+    whiplash_updated_since,
+)
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+NEXT = "https://api.loopreturns.com/api/v1/warehouse/return/list?to=x&filter=updated_at&pageSize=2"
+
+
+class TestLoopCursor:
+    def test_the_cursor_is_taken_from_next_page_url(self) -> None:
+        assert cursor_from_next_page_url(f"{NEXT}&cursor=eyJhIjoxfQ") == "eyJhIjoxfQ"
+        assert cursor_from_next_page_url(None) is None
+        assert cursor_from_next_page_url("") is None
+
+    def test_a_next_page_url_without_cursor_is_an_error_not_an_endless_walk(self) -> None:
+        with pytest.raises(PaginationError, match="without a cursor"):
+            cursor_from_next_page_url(NEXT)
+
+    def test_pages_are_followed_with_each_cursor_until_next_page_url_is_null(self) -> None:
+        pages = {
+            None: {"returns": [1, 2], "nextPageUrl": f"{NEXT}&cursor=c1"},
+            "c1": {"returns": [3, 4], "nextPageUrl": f"{NEXT}&cursor=c2"},
+            "c2": {"returns": [5], "nextPageUrl": None},
+        }
+        asked: list[str | None] = []
+
+        def fetch(cursor: str | None) -> Any:
+            asked.append(cursor)
+            return pages[cursor]
+
+        assert list(loop_cursor_pages(fetch)) == [[1, 2], [3, 4], [5]]
+        assert asked == [None, "c1", "c2"]
+
+    def test_a_repeated_cursor_stops_the_walk_with_an_error(self) -> None:
+        def fetch(cursor: str | None) -> Any:
+            return {"returns": [1], "nextPageUrl": f"{NEXT}&cursor=same"}
+
+        with pytest.raises(PaginationError, match="repeated"):
+            list(loop_cursor_pages(fetch))
+
+    def test_a_bare_array_is_one_final_page(self) -> None:
+        assert list(loop_cursor_pages(lambda cursor: [1, 2, 3])) == [[1, 2, 3]]
+
+    def test_a_page_that_is_neither_object_nor_array_is_an_error(self) -> None:
+        with pytest.raises(PaginationError):
+            list(loop_cursor_pages(lambda cursor: "oops"))
+
+
+class TestWindows:
+    def test_a_window_within_120_days_is_one_chunk(self) -> None:
+        assert split_window(T0, T0 + timedelta(days=120)) == [(T0, T0 + timedelta(days=120))]
+
+    @given(days=st.floats(min_value=0.001, max_value=1000))
+    def test_chunks_cover_the_window_exactly_and_none_exceeds_120_days(self, days: float) -> None:
+        end = T0 + timedelta(days=days)
+        chunks = split_window(T0, end)
+        assert chunks[0][0] == T0 and chunks[-1][1] == end
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
+        assert all(timedelta(0) < e - s <= timedelta(days=120) for s, e in chunks)
+
+    def test_an_empty_or_reversed_window_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="not after start"):
+            split_window(T0, T0)
+
+
+class TestWhiplashPages:
+    def test_pages_are_read_until_a_short_page(self) -> None:
+        data = list(range(7))
+        asked: list[int] = []
+
+        def fetch(page: int) -> tuple[list[int], int]:
+            asked.append(page)
+            return data[(page - 1) * 3 : page * 3], 3
+
+        assert [row for page in whiplash_pages(fetch, 3) for row in page] == data
+        assert asked == [1, 2, 3]
+
+    def test_an_exactly_full_last_page_costs_one_empty_read(self) -> None:
+        data = list(range(6))
+        asked: list[int] = []
+
+        def fetch(page: int) -> tuple[list[int], int]:
+            asked.append(page)
+            return data[(page - 1) * 3 : page * 3], 3
+
+        assert [row for page in whiplash_pages(fetch, 3) for row in page] == data
+        assert asked == [1, 2, 3]
+
+    def test_a_server_that_caps_the_page_size_does_not_end_the_walk_early(self) -> None:
+        data = list(range(10))
+
+        def fetch(page: int) -> tuple[list[int], int]:
+            return data[(page - 1) * 4 : page * 4], 4  # we asked for 100, it serves 4
+
+        assert [row for page in whiplash_pages(fetch, 100) for row in page] == data
+
+    def test_a_page_that_is_not_an_array_is_an_error(self) -> None:
+        with pytest.raises(PaginationError):
+            list(whiplash_pages(lambda page: ({"a": 1}, 10), 10))
+
+
+@dataclass
+class Row:
+    id: int
+    updated_at: datetime
+
+
+class SortedServer:
+    """A fake list endpoint: rows with updated_at >= bound, sorted (updated_at, id), paged.
+
+    `on_fetch` may mutate rows between requests, as a live system does.
+    """
+
+    def __init__(self, rows: list[Row], on_fetch: Any = None) -> None:
+        self.rows = rows
+        self.on_fetch = on_fetch
+        self.requests = 0
+
+    def fetch(self, bound: datetime | None, page: int, per_page: int) -> list[Row]:
+        self.requests += 1
+        if self.on_fetch:
+            self.on_fetch(self)
+        matching = sorted(
+            (r for r in self.rows if bound is None or r.updated_at >= bound),
+            key=lambda r: (r.updated_at, r.id),
+        )
+        return [Row(r.id, r.updated_at) for r in matching[(page - 1) * per_page : page * per_page]]
+
+
+def walk(server: SortedServer, per_page: int, since: datetime | None = None) -> list[Row]:
+    return list(
+        whiplash_updated_since(
+            lambda bound, page: (server.fetch(bound, page, per_page), per_page),
+            per_page,
+            since,
+            key=lambda row: (row.id, row.updated_at),
+        )
+    )
+
+
+class TestKeysetWalk:
+    def test_every_row_is_yielded_once_in_order(self) -> None:
+        rows = [Row(i, T0 + timedelta(seconds=i)) for i in range(1, 26)]
+        seen = walk(SortedServer(rows), per_page=10)
+        assert [r.id for r in seen] == list(range(1, 26))
+
+    def test_more_ties_than_a_page_holds_are_all_read(self) -> None:
+        rows = [Row(i, T0) for i in range(1, 24)] + [Row(99, T0 + timedelta(seconds=1))]
+        seen = walk(SortedServer(rows), per_page=5)
+        assert sorted(r.id for r in seen) == [*range(1, 24), 99]
+        assert len(seen) == len(rows)
+
+    def test_since_is_a_lower_bound(self) -> None:
+        rows = [Row(i, T0 + timedelta(seconds=i)) for i in range(1, 11)]
+        seen = walk(SortedServer(rows), per_page=3, since=T0 + timedelta(seconds=6))
+        assert [r.id for r in seen] == [6, 7, 8, 9, 10]
+
+    def test_a_row_updated_during_the_walk_does_not_make_its_neighbour_vanish(self) -> None:
+        """Offset paging would skip row 6 here: row 1 moves to the end after page 1."""
+        rows = [Row(i, T0 + timedelta(seconds=i)) for i in range(1, 11)]
+
+        def touch_first_row_after_first_page(server: SortedServer) -> None:
+            if server.requests == 2:
+                server.rows[0].updated_at = T0 + timedelta(hours=1)
+
+        seen = walk(SortedServer(rows, touch_first_row_after_first_page), per_page=5)
+        assert {r.id for r in seen} == set(range(1, 11))
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        stamps=st.lists(st.integers(min_value=0, max_value=6), min_size=0, max_size=40),
+        per_page=st.integers(min_value=1, max_value=7),
+        touches=st.lists(
+            st.tuples(st.integers(min_value=0, max_value=39), st.integers(1, 5)), max_size=5
+        ),
+    )
+    def test_no_row_is_ever_lost_while_rows_change_under_the_walk(
+        self, stamps: list[int], per_page: int, touches: list[tuple[int, int]]
+    ) -> None:
+        rows = [Row(i + 1, T0 + timedelta(seconds=s)) for i, s in enumerate(stamps)]
+        plan = list(touches)
+
+        def mutate(server: SortedServer) -> None:
+            if plan and server.rows:
+                index, bump = plan.pop(0)
+                row = server.rows[index % len(server.rows)]
+                row.updated_at = max(r.updated_at for r in server.rows) + timedelta(seconds=bump)
+
+        server = SortedServer(rows, mutate)
+        seen = walk(server, per_page=per_page)
+        assert {r.id for r in seen} == {r.id for r in rows}
+        assert server.requests < 10 * (len(rows) + 2)
+
+
+class TestBatching:
+    def test_batches_hold_at_most_the_size(self) -> None:
+        assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+        assert list(batched([], 3)) == []
+
+    def test_keys_are_stripped_and_deduplicated_in_order(self) -> None:
+        assert unique_strings([" A ", "b", "A", 7], "skus") == ["A", "b", "7"]
+
+    def test_a_blank_key_or_a_bare_string_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="skus contains a blank value"):
+            unique_strings(["a", " "], "skus")
+        with pytest.raises(TypeError, match="not a single string"):
+            unique_strings("SKU-1", "skus")
