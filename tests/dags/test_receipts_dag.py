@@ -106,7 +106,12 @@ def test_a_consumer_return_we_did_not_create_is_unknown_and_untouched(
             "requires_label": False,
             "reference": "walk-in",
             "shipnotice_items_attributes": [
-                {"item_id": item["id"], "quantity": 1, "return_action": "refund", "description": "x"}
+                {
+                    "item_id": item["id"],
+                    "quantity": 1,
+                    "return_action": "refund",
+                    "description": "x",
+                }
             ],
         },
         headers={"Authorization": f"Bearer {token}"},

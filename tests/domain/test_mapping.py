@@ -98,9 +98,7 @@ def test_line_item_outcome_overrides_the_return_outcome() -> None:
 
 
 def test_order_falls_back_to_the_order_name() -> None:
-    payload = build_consumer_return(
-        loop_return(provider_order_id=None, order_name="2002"), LOOKUPS
-    )
+    payload = build_consumer_return(loop_return(provider_order_id=None, order_name="2002"), LOOKUPS)
     assert payload["order_id"] == 78
 
 

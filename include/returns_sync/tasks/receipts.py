@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
@@ -107,7 +107,7 @@ def reconcile_and_act(
         context_frame(contexts),
         criteria,
     )
-    verdict_rows = result.verdicts.to_dict("records")
+    verdict_rows = cast(list[dict[str, Any]], result.verdicts.to_dict("records"))
     for row in verdict_rows:
         if dry_run:
             continue
@@ -164,7 +164,7 @@ def reconcile_and_act(
         "actions": _count(o["outcome"] for o in outcomes),
         "loop_return_ids": _buckets(verdict_rows),
     }
-    lines = result.lines.astype({"sku": "str"}).to_dict("records")
+    lines = cast(list[dict[str, Any]], result.lines.astype({"sku": "str"}).to_dict("records"))
     folder = write_report(
         dag_id,
         run_id,

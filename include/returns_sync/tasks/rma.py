@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from include.returns_sync import runtime
@@ -129,10 +129,16 @@ def finalize(
     window: dict[str, str] | None,
     results: Iterable[list[dict[str, Any]]],
     advance_watermark: bool,
+    backfill: bool = False,
 ) -> dict[str, Any]:
-    """Write the run report, log the counts, advance the watermark, fail if too much is stuck."""
+    """Write the run report, log the counts, advance the watermark, fail if too much is stuck.
+
+    For a backfill the report also carries its coverage: each RMA it had to create is a miss of
+    the primary flow, with how long after its label it was caught (`misses.csv`).
+    """
     from include.returns_sync.domain.rma import RmaReport, RmaResult
 
+    results = [list(batch) for batch in results]
     report = RmaReport()
     for batch in results:
         for row in batch:
@@ -146,7 +152,12 @@ def finalize(
         ({k: v for k, v in row.items()} for batch in results for row in batch),
         key=lambda row: (row["outcome"], row["loop_return_id"]),
     )
-    folder = write_report(dag_id, run_id, summary, {"returns": rows})
+    tables: dict[str, list[dict[str, Any]]] = {"returns": rows}
+    if backfill:
+        found = coverage(results, datetime.now(UTC))
+        summary["missed_by_primary_flow"] = found["missed_by_primary_flow"]
+        tables["misses"] = found["misses"]
+    folder = write_report(dag_id, run_id, summary, tables)
     log.info("RMA run report (%s):\n%s", folder, format_counts("outcome", summary["counts"]))
     if summary["reasons"]:
         log.warning(
@@ -161,3 +172,37 @@ def finalize(
             f"see {folder / 'returns.csv'} for the reasons"
         )
     return summary
+
+
+def coverage(results: Iterable[list[dict[str, Any]]], caught_at: datetime) -> dict[str, Any]:
+    """Backfill coverage: every RMA the backfill had to create is a miss of the primary flow.
+
+    The delay is measured from the label's last update (`label_updated_at`: the moment it went
+    `pre_transit` or later) to now; Loop keeps no separate `pre_transit` timestamp.
+    """
+    from include.returns_sync.domain.rma import CREATED, RmaResult
+
+    misses = []
+    for batch in results:
+        for row in batch:
+            result = RmaResult.from_row(row)
+            if result.outcome != CREATED:
+                continue
+            since = result.label_updated_at
+            delay = (caught_at - since).total_seconds() / 3600 if since else None
+            misses.append(
+                {
+                    "loop_return_id": result.loop_return_id,
+                    "whiplash_return_id": result.whiplash_return_id,
+                    "label_status": result.label_status,
+                    "label_updated_at": since.isoformat() if since else None,
+                    "hours_after_label": round(delay, 2) if delay is not None else None,
+                }
+            )
+    for miss in misses:
+        log.warning(
+            "Backfill caught Loop return %s that the primary flow missed (%s h after its label)",
+            miss["loop_return_id"],
+            miss["hours_after_label"],
+        )
+    return {"missed_by_primary_flow": len(misses), "misses": misses}

@@ -1,0 +1,123 @@
+"""
+### Daily backfill: every RMA the primary flow missed
+
+Once a day (02:00 UTC, `RETURNS_SYNC_BACKFILL_CRON`) this DAG reads Loop's returns for the run's
+data interval `[data_interval_start, data_interval_end)` plus an overlap
+(`RETURNS_SYNC_BACKFILL_OVERLAP_HOURS`, default 6) on the return's `updated_at` — never "now",
+so re-running a past day gives the same result — and creates every missing RMA through **the
+same code path** as `loop_returns_to_whiplash` (claim -> look up -> adopt or create -> record),
+so both DAGs can run at once without a duplicate.
+
+**Source**: Loop's *detailed returns list* (`state=open`), not the ASN report: the ASN report
+has one row per line item and, as documented, no return id, while the detailed list carries the
+return id, label status and line items together — everything RMA creation needs, with no extra
+call per return. Only `open` returns can be eligible, so one state is enough.
+
+**Manual trigger** (Trigger DAG w/ config): `start` and `end` (ISO dates or date-times, UTC; any
+window — Loop's 120-day limit is handled by splitting it), or `return_ids`, and `dry_run`.
+From the CLI: `airflow dags trigger loop_asn_backfill -c '{"start": "2026-10-01", "end": "2026-10-31"}'`
+or, over past intervals, `airflow backfill create --dag-id loop_asn_backfill --from-date 2026-10-01 --to-date 2026-10-31`.
+
+**Coverage report**: returns seen, already synced, created now (each one a miss of the primary
+flow, logged as a warning with how long after its label it was caught), ineligible, unmappable
+by reason: `$AIRFLOW_HOME/returns_sync/reports/loop_asn_backfill/<run_id>/`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+CRON = os.environ.get("RETURNS_SYNC_BACKFILL_CRON", "0 2 * * *")
+
+
+def _alert(context: dict) -> None:
+    from include.returns_sync.alerts import on_failure
+
+    on_failure(context)
+
+
+@dag(
+    dag_id="loop_asn_backfill",
+    schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["returns-sync", "loop", "whiplash", "backfill"],
+    default_args={
+        "owner": "returns-sync",
+        "retries": 3,
+        "retry_delay": timedelta(
+            seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))
+        ),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": _alert,
+    },
+    params={
+        "start": Param(
+            None,
+            type=["null", "string"],
+            title="Start (UTC)",
+            description="First day or moment to cover, e.g. 2026-10-01 or 2026-10-01T00:00:00Z. "
+            "Leave empty to use the run's data interval.",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            title="End (UTC)",
+            description="Last day (inclusive) or moment (exclusive) to cover, e.g. 2026-10-31.",
+        ),
+        "return_ids": Param(
+            [],
+            type="array",
+            title="Loop return ids",
+            description="Instead of a window: sync exactly these Loop returns.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Report what would be created."
+        ),
+    },
+)
+def loop_asn_backfill() -> None:
+    @task(retries=0)
+    def plan(params: dict, data_interval_start=None, data_interval_end=None) -> dict:
+        from include.returns_sync.tasks import backfill
+
+        return backfill.plan(params, data_interval_start, data_interval_end)
+
+    @task(pool="loop_api")
+    def collect(scope: dict) -> list[dict]:
+        from include.returns_sync.tasks import rma
+
+        return rma.collect_batches(scope["window"], scope["return_ids"], include_retries=False)
+
+    @task(pool="whiplash_api")
+    def create_rmas(batch: dict, params: dict) -> list[dict]:
+        from include.returns_sync.tasks import rma
+
+        return rma.create_rmas(batch, source="backfill", dry_run=bool(params.get("dry_run")))
+
+    @task
+    def report(scope: dict, results: list, **context) -> dict:
+        from include.returns_sync.tasks import rma
+
+        summary = rma.finalize(
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            window=scope["window"],
+            results=results,
+            advance_watermark=False,
+            backfill=True,
+        )
+        return summary["counts"]
+
+    scope = plan()
+    results = create_rmas.partial().expand(batch=collect(scope))
+    report(scope, results)
+
+
+loop_asn_backfill()

@@ -1,0 +1,94 @@
+"""`loop_asn_backfill` with `dag.test()`: catches what the primary flow missed, never doubles."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.dags.conftest import rmas_by_loop_id
+
+DAG_ID = "loop_asn_backfill"
+
+
+def _day_window() -> dict[str, str]:
+    """The last two days; the end is clamped to the task's "now", after every seeded return."""
+    now = datetime.now(UTC)
+    return {
+        "start": (now - timedelta(days=2)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+    }
+
+
+def test_a_return_the_primary_poll_never_saw_is_caught_and_reported_as_a_miss(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    sandbox = pipeline_env
+    truth = sandbox.seed_day(n=30)
+    missed = truth.rma_ids()[:4]
+    seen = [rid for rid in truth.rma_ids() if rid not in missed]
+    assert run_dag("loop_returns_to_whiplash", {"return_ids": seen})["state"] == "success"
+    assert not set(missed) & set(rmas_by_loop_id(sandbox))
+
+    summary = run_dag(DAG_ID, _day_window())
+    assert summary["state"] == "success"
+    assert sorted(summary["loop_return_ids"]["created"]) == sorted(missed)
+    assert summary["missed_by_primary_flow"] == len(missed)
+    assert summary["counts"]["already_synced"] == len(seen)
+    rmas = rmas_by_loop_id(sandbox)
+    assert set(rmas) == set(truth.rma_ids()) and set(rmas.values()) == {1}
+
+
+def test_running_the_same_interval_twice_creates_nothing_extra(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    sandbox = pipeline_env
+    truth = sandbox.seed_day(n=25)
+    window = _day_window()
+    first = run_dag(DAG_ID, window)
+    second = run_dag(DAG_ID, window)
+    assert first["counts"]["created"] == len(truth.rma_ids())
+    assert "created" not in second["counts"]
+    assert set(rmas_by_loop_id(sandbox).values()) == {1}
+
+
+def test_backfill_and_primary_dag_running_at_once_make_one_rma_each(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    sandbox = pipeline_env
+    truth = sandbox.seed_day(n=40)
+    errors: list[BaseException] = []
+
+    def run(dag_id: str, conf: dict[str, Any]) -> None:
+        try:
+            run_dag(dag_id, conf)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(DAG_ID, _day_window())),
+        threading.Thread(target=run, args=("loop_returns_to_whiplash", {})),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    run_dag(DAG_ID, _day_window())  # whatever one of them left busy, the next run finishes
+    rmas = rmas_by_loop_id(sandbox)
+    assert set(rmas) == set(truth.rma_ids())
+    assert set(rmas.values()) == {1}
+
+
+def test_dry_run_creates_nothing(pipeline_env: Any, run_dag: Any) -> None:
+    sandbox = pipeline_env
+    truth = sandbox.seed_day(n=15)
+    summary = run_dag(DAG_ID, {**_day_window(), "dry_run": True})
+    assert summary["state"] == "success"
+    assert summary["counts"]["would_create"] == len(truth.rma_ids())
+    assert not rmas_by_loop_id(sandbox)
+
+
+def test_an_invalid_form_fails_at_once(pipeline_env: Any, run_dag: Any) -> None:
+    summary = run_dag(DAG_ID, {"start": "2026-10-31", "end": "2026-10-01"})
+    assert summary["state"] == "failed"
