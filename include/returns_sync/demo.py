@@ -13,11 +13,14 @@ import json
 import os
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+RMA = "loop_returns_to_whiplash"
+RECEIPTS = "whiplash_receipts_to_loop"
+BACKFILL = "loop_asn_backfill"
 
 
 def _connections(sandbox: Any) -> dict[str, str]:
@@ -71,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from include.returns_sync.sandbox import Sandbox
 
-    run_home = Path(os.environ["AIRFLOW_HOME"]) / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_home = (
+        Path(os.environ["AIRFLOW_HOME"]) / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    )
     run_home.mkdir(parents=True, exist_ok=True)
     os.environ["AIRFLOW_CONN_RETURNS_SYNC_DB"] = f"sqlite:///{run_home / 'state.db'}"
     os.environ["RETURNS_SYNC_REPORTS_DIR"] = str(run_home / "reports")
@@ -82,20 +87,60 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Sandbox: Loop {sandbox.loop_url}  Whiplash {sandbox.whiplash_url}")
         print(f"Seeded {args.returns} Loop returns; state and reports under {run_home}\n")
 
-        rma = run_dag("loop_returns_to_whiplash")
-        _print("1. loop_returns_to_whiplash (RMA creation)", rma)
-        again = run_dag("loop_returns_to_whiplash")
-        _print("   re-run of the same window (must create nothing)", again)
+        _print("1. loop_returns_to_whiplash (RMA creation, first poll)", run_dag(RMA))
+        missed = sandbox.seed_missed(n=3)  # label moved 3 h ago, behind the poll's watermark
+        _print("2. loop_returns_to_whiplash (next poll: nothing new in its window)", run_dag(RMA))
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        today = datetime.now(UTC).date().isoformat()
+        backfill = run_dag(BACKFILL, {"start": yesterday, "end": today})
+        _print("3. loop_asn_backfill (yesterday and today, from the form)", backfill)
+        caught = set(backfill.get("loop_return_ids", {}).get("created", []))
+        print(
+            f"   returns the polls missed: {len(missed)}, caught by the backfill: "
+            f"{len(caught & set(missed))}\n"
+        )
 
-        rmas = Counter(str(cr["originator"]["original_id"]) for cr in sandbox.whiplash.consumer_returns())
-        eligible = set(truth.rma_ids())
-        print("Check against the sandbox's truth:")
-        print(f"  eligible and mappable Loop returns : {len(eligible)}")
-        print(f"  with exactly one RMA in Whiplash   : {sum(1 for r in eligible if rmas.get(r) == 1)}")
-        print(f"  RMAs for ineligible returns        : {sum(1 for r in rmas if r not in eligible)}")
-        print(f"  duplicated RMAs                    : {sum(1 for n in rmas.values() if n > 1)}")
+        sandbox.advance_labels()
+        received = sandbox.receive_packages()
+        print(
+            f"The warehouse received {len(received)} packages: {dict(Counter(received.values()))}\n"
+        )
+        receipts = run_dag(RECEIPTS)
+        _print("4. whiplash_receipts_to_loop (reconcile, Process / Flag)", receipts)
+        _print("   re-run (must send nothing new)", run_dag(RECEIPTS))
+        _check(sandbox, truth)
     print(f"\nReports: {run_home / 'reports'}")
     return 0
+
+
+def _check(sandbox: Any, truth: Any) -> None:
+    """Compare the outcome with the sandbox's truth: nothing lost, nothing doubled."""
+    rmas = Counter(
+        str(cr["originator"]["original_id"]) for cr in sandbox.whiplash.consumer_returns()
+    )
+    needed = set(truth.rma_ids())
+    actions: Counter[tuple[str, str]] = Counter()
+    for rid in truth.returns:
+        for entry in sandbox.loop.actions_for(rid):
+            actions[(rid, entry["action"])] += 1
+    expected = truth.verdicts()
+    right = 0
+    for rid, verdict in expected.items():
+        did = {a for (r, a) in actions if r == rid}
+        if (
+            (verdict == "process" and did == {"process"})
+            or (verdict == "flag" and did == {"flag", "note"})
+            or (verdict == "skip" and not did)
+        ):
+            right += 1
+    print("Check against the sandbox's truth:")
+    print(f"  Loop returns needing an RMA        : {len(needed)}")
+    print(f"  with exactly one RMA in Whiplash   : {sum(1 for r in needed if rmas.get(r) == 1)}")
+    print(f"  RMAs that should not exist         : {sum(1 for r in rmas if r not in needed)}")
+    print(f"  duplicated RMAs                    : {sum(1 for n in rmas.values() if n > 1)}")
+    print(f"  receipts with a known right verdict: {len(expected)}")
+    print(f"  acted on correctly in Loop         : {right}")
+    print(f"  Loop actions sent twice            : {sum(1 for n in actions.values() if n > 1)}")
 
 
 def _print(title: str, summary: dict[str, Any]) -> None:
@@ -103,10 +148,12 @@ def _print(title: str, summary: dict[str, Any]) -> None:
         print(f"{title}: DAG not present yet\n")
         return
     print(f"{title}: {summary.get('_state')} in {summary.get('_seconds')}s")
-    for key, value in summary.get("counts", {}).items():
-        print(f"  {key:<28} {value}")
-    for key, value in summary.get("reasons", {}).items():
-        print(f"  {key:<28} {value}")
+    for key in ("counts", "reasons", "verdicts", "actions"):
+        for name, value in (summary.get(key) or {}).items():
+            print(f"  {name:<28} {value}")
+    codes = {k: v for k, v in (summary.get("reason_codes") or {}).items() if v}
+    for name, value in codes.items():
+        print(f"  flag/skip reason {name:<17} {value}")
     print()
 
 

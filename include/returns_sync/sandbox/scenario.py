@@ -357,6 +357,40 @@ class Sandbox:
             expected_units=returned,
         )
 
+    def seed_missed(self, n: int = 3, age: timedelta = timedelta(hours=3)) -> list[str]:
+        """Eligible, mappable returns whose label moved `age` ago and that no webhook announced:
+        what a poll that already moved its watermark past them misses, and the daily backfill
+        must catch. Recorded in the truth like every other return."""
+        self._ensure_catalog()
+        moment = self.clock.now() - age
+        ids = []
+        for _ in range(n):
+            units = self._draw_units(self._rng)
+            order_name = f"#{self._next_order}"
+            provider_order_id = 5_400_000_000_000 + self._next_order * 37
+            self._next_order += 1
+            self.whiplash.add_order(str(provider_order_id), order_name, list(units.items()))
+            record = self.loop.add_return(
+                order_name=order_name,
+                provider_order_id=provider_order_id,
+                items=list(units.items()),
+                label_status="pre_transit",
+                created_at=moment - timedelta(minutes=30),
+                label_updated_at=moment,
+                titles={sku: title for sku, title, _ in self._catalog},
+                prices={sku: price for sku, _, price in self._catalog},
+            )
+            self.truth.returns[record["id"]] = ReturnTruth(
+                return_id=record["id"],
+                state="open",
+                label_status="pre_transit",
+                eligible=True,
+                unmappable=None,
+                expected_units=dict(units),
+            )
+            ids.append(record["id"])
+        return ids
+
     def _draw_units(self, rng: random.Random) -> dict[str, int]:
         """1-4 units over 1-3 SKUs; about a fifth of returns have several units of one SKU."""
         total = _pick(rng, {"1": 0.5, "2": 0.28, "3": 0.14, "4": 0.08})
@@ -417,9 +451,11 @@ class Sandbox:
             truth.discrepancy = kind
             truth.received = lines
             truth.expected_reasons = list(EXPECTED_REASONS[kind])
-            if loop_state != "open":
-                truth.expected_reasons.append("NOT_ACTIONABLE")
-            truth.expected_verdict = "process" if not truth.expected_reasons else "flag"
+            if loop_state != "open":  # a return that is not open is never acted on
+                truth.expected_reasons = ["NOT_ACTIONABLE"]
+                truth.expected_verdict = "skip"
+            else:
+                truth.expected_verdict = "process" if not truth.expected_reasons else "flag"
             received[rma["id"]] = kind
         return received
 
