@@ -45,7 +45,9 @@ def _alert(context: dict) -> None:
     default_args={
         "owner": "returns-sync",
         "retries": 3,
-        "retry_delay": timedelta(seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))),
+        "retry_delay": timedelta(
+            seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))
+        ),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": _alert,

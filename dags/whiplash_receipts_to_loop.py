@@ -22,7 +22,7 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
@@ -40,7 +40,7 @@ def _alert(context: dict) -> None:
 @dag(
     dag_id="whiplash_receipts_to_loop",
     schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(EVERY), assets=RMA_ASSET),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -48,7 +48,9 @@ def _alert(context: dict) -> None:
     default_args={
         "owner": "returns-sync",
         "retries": 3,
-        "retry_delay": timedelta(seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))),
+        "retry_delay": timedelta(
+            seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))
+        ),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": _alert,
@@ -72,7 +74,7 @@ def whiplash_receipts_to_loop() -> None:
 
         if params.get("consumer_return_ids"):
             return None
-        return receipts.plan_window(data_interval_end or datetime.now(timezone.utc))
+        return receipts.plan_window(data_interval_end or datetime.now(UTC))
 
     @task(pool="loop_api", outlets=[DECISIONS_ASSET])
     def reconcile_and_act(window: dict | None, params: dict, **context) -> dict:

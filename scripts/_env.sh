@@ -12,9 +12,10 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo ">> installing dependencies into .venv (first run takes a minute or two)" >&2
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet -r requirements.txt -c constraints.txt >&2
+  quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
+  "$VENV/bin/python" -m pip install --quiet -r requirements.txt -c constraints.txt 2>&1 | quiet
   # Registers our Airflow provider (connection forms); the code stays importable from $ROOT.
-  "$VENV/bin/python" -m pip install --quiet --no-deps . >&2
+  "$VENV/bin/python" -m pip install --quiet --no-deps . 2>&1 | quiet
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

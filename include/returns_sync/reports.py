@@ -43,7 +43,9 @@ def write_report(
     """
     folder = run_dir(dag_id, run_id, root)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
+    _atomic_write(
+        folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str)
+    )
     for name, rows in (tables or {}).items():
         _write_csv(folder / f"{name}.csv", rows)
     return folder

@@ -177,7 +177,9 @@ def whiplash_hook() -> Any:
     key = fernet_key()
     token_store = StateStoreTokenStore(state_store(), key) if key else None
     if token_store is None:
-        log.warning("No Fernet key configured: a rotated Whiplash refresh token cannot be persisted")
+        log.warning(
+            "No Fernet key configured: a rotated Whiplash refresh token cannot be persisted"
+        )
     return WhiplashHook(token_store=token_store, **_client_options())
 
 

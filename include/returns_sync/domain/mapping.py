@@ -140,7 +140,9 @@ def build_consumer_return(
     if unknown:
         raise Unmappable(
             UnmappableReason.UNKNOWN_SKU,
-            "no Whiplash item for SKU " + ", ".join(unknown[:5]) + (" …" if len(unknown) > 5 else ""),
+            "no Whiplash item for SKU "
+            + ", ".join(unknown[:5])
+            + (" …" if len(unknown) > 5 else ""),
         )
     order = resolve_order(loop_return, lookups)
     warehouse = warehouse_id or order.return_warehouse_id or order.warehouse_id

@@ -170,7 +170,9 @@ def _claim_won(claim: Any) -> bool:
     return bool(getattr(claim, "won", False))
 
 
-def _lookups(whiplash: WhiplashApi, returns: Sequence[LoopReturn], settings: RmaSettings) -> Lookups:
+def _lookups(
+    whiplash: WhiplashApi, returns: Sequence[LoopReturn], settings: RmaSettings
+) -> Lookups:
     """Batched look-ups of every SKU and order the batch needs: few API calls per return."""
     raw_skus = {line.sku for r in returns for line in r.line_items if line.sku}
     found_items = whiplash.find_items_by_sku(sorted(raw_skus)) if raw_skus else {}
