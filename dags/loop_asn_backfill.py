@@ -26,37 +26,23 @@ by reason: `$AIRFLOW_HOME/returns_sync/reports/loop_asn_backfill/<run_id>/`.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+
 CRON = os.environ.get("RETURNS_SYNC_BACKFILL_CRON", "0 2 * * *")
-
-
-def _alert(context: dict) -> None:
-    from include.returns_sync.alerts import on_failure
-
-    on_failure(context)
 
 
 @dag(
     dag_id="loop_asn_backfill",
     schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    tags=["returns-sync", "loop", "whiplash", "backfill"],
-    default_args={
-        "owner": "returns-sync",
-        "retries": 3,
-        "retry_delay": timedelta(
-            seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))
-        ),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": _alert,
-    },
+    tags=[*TAGS, "backfill"],
+    default_args=default_args(),
     params={
         "start": Param(
             None,

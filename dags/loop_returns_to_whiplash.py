@@ -24,34 +24,21 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
+from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+
 RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
 SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUTES", "5")))
-
-
-def _alert(context: dict) -> None:
-    from include.returns_sync.alerts import on_failure
-
-    on_failure(context)
 
 
 @dag(
     dag_id="loop_returns_to_whiplash",
     schedule=SCHEDULE,
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    tags=["returns-sync", "loop", "whiplash"],
-    default_args={
-        "owner": "returns-sync",
-        "retries": 3,
-        "retry_delay": timedelta(
-            seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))
-        ),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "on_failure_callback": _alert,
-    },
+    tags=TAGS,
+    default_args=default_args(),
     params={
         "return_ids": Param(
             [],
