@@ -11,8 +11,8 @@ want="$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo ">> installing dependencies into .venv (first run takes a minute or two)" >&2
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
   quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | quiet
   "$VENV/bin/python" -m pip install --quiet -r requirements.txt -c constraints.txt 2>&1 | quiet
   # Registers our Airflow provider (connection forms); the code stays importable from $ROOT.
   "$VENV/bin/python" -m pip install --quiet --no-deps . 2>&1 | quiet
