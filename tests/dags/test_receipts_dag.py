@@ -130,3 +130,29 @@ def test_dry_run_decides_but_sends_nothing(pipeline_env: Any, run_dag: Any) -> N
     assert summary["state"] == "success"
     assert sum(summary["verdicts"].values()) > 0
     assert not sum(_loop_actions(sandbox).values())
+
+
+def test_an_http_200_with_errors_from_loop_is_recorded_as_a_failure(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    """Someone flagged the return in Loop admin: Process answers 200 with an errors body."""
+    sandbox = pipeline_env
+    truth, received = _sync_and_receive(sandbox, run_dag, 20, {"exact": 1.0})
+    victim = next(
+        rid
+        for rid, f in truth.returns.items()
+        if f.consumer_return_id in received and f.expected_verdict == "process"
+    )
+    sandbox.loop._record(victim).flagged = True  # the admin's flag, outside our pipeline
+    summary = run_dag(DAG_ID)
+    assert summary["state"] == "success"
+    assert summary["actions"]["failed"] == 1
+    import csv
+    from pathlib import Path
+
+    rows = list(csv.DictReader((Path(summary["folder"]) / "actions.csv").open()))
+    failed = [r for r in rows if r["outcome"] == "failed"]
+    assert [(r["loop_return_id"], r["vendor_code"]) for r in failed] == [
+        (victim, "UNPROCESSABLE_FLAGGED_RETURN")
+    ]
+    assert sandbox.loop.get(victim)["state"] == "open"

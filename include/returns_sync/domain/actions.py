@@ -12,6 +12,9 @@ every call is guarded by a durable record (`loop_actions`, unique per return and
    whether a flagged return stays `open` or moves to `review`, so `open` alone proves nothing).
    Only when the evidence says "not done" is the action re-armed (compare-and-swap) and sent.
 3. The result is recorded: `sent`, `failed` (with Loop's error code) or `unknown` (no answer).
+   A `failed` action is final: Loop refused it (e.g. `UNPROCESSABLE_FLAGGED_RETURN`), so a
+   person must look; it is reported on every run but never re-sent. An authentication error
+   (401/403) fails the task instead, so the operator is alerted and fixes the key.
 
 Process is asynchronous at Loop: `true` means queued. An unconfirmed process intent on a
 return that is still `open` is re-sent only after `process_settle` has passed, so a queued
@@ -117,7 +120,10 @@ def _send(
         return "failed", code, str(exc)
     except vendor_error as exc:
         status = getattr(exc, "status", None)
-        outcome = "failed" if status in (400, 401, 403, 404, 422) else "unknown"
+        if status in (401, 403):  # a configuration problem: fail the task, alert, retry later
+            store.finish_action(loop_return_id, action, "unknown", str(status), str(exc)[:500])
+            raise
+        outcome = "failed" if status in (400, 404, 422) else "unknown"
         store.finish_action(loop_return_id, action, outcome, str(status or ""), str(exc)[:500])
         return outcome, str(status or ""), str(exc)
     store.finish_action(loop_return_id, action, "sent")
@@ -138,6 +144,10 @@ def _process(
         previous = claim.action
         if previous.status == "sent":
             return ActionOutcome(rid, PROCESS, "already_done", current.state)
+        if previous.status == "failed":  # Loop refused it: a person must look, we do not repeat
+            return ActionOutcome(
+                rid, PROCESS, "failed", current.state, previous.vendor_code, previous.message
+            )
         if current.state == "closed":  # evidence that our earlier, unconfirmed call worked
             store.finish_action(rid, PROCESS, "sent", message="confirmed: Loop state closed")
             return ActionOutcome(rid, PROCESS, "already_done", current.state)
@@ -173,6 +183,12 @@ def _flag(
     note_sent = not note_claim.created and note_claim.action.status == "sent"
     if flag_sent and note_sent:
         return ActionOutcome(rid, FLAG, "already_done", current.state)
+    for claim in (flag_claim, note_claim):
+        if not claim.created and claim.action.status == "failed":  # refused: no repeats
+            previous = claim.action
+            return ActionOutcome(
+                rid, FLAG, "failed", current.state, previous.vendor_code, previous.message
+            )
     our_note_there = None
     if not note_claim.created and not note_sent:
         our_note_there = any(n.content.strip() == note.strip() for n in loop.get_notes(rid))
