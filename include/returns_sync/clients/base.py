@@ -17,6 +17,7 @@ Deliberate differences from `HttpHook`:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -94,6 +95,25 @@ def resolve_base_url(host: str | None, schema: str | None, port: int | None, def
     if extra_path:
         path = f"{path}/{extra_path}"
     return urlunsplit((parts.scheme, netloc, path, "", "")).rstrip("/")
+
+
+def api_pool_slots() -> int:
+    """How many API tasks may run at once per vendor (the `loop_api` / `whiplash_api` pools).
+
+    Each worker process throttles itself; dividing the vendor's rate by the pool's slots keeps
+    the sum of all processes under the vendor's limit (`RETURNS_SYNC_API_POOL_SLOTS`, default 2,
+    the size `scripts/_env.sh` gives both pools).
+    """
+    raw = os.environ.get("RETURNS_SYNC_API_POOL_SLOTS", "2").strip() or "2"
+    try:
+        slots = int(raw)
+    except ValueError:
+        raise ValueError(
+            f"RETURNS_SYNC_API_POOL_SLOTS must be a whole number, got {raw!r}"
+        ) from None
+    if slots < 1:
+        raise ValueError(f"RETURNS_SYNC_API_POOL_SLOTS must be at least 1, got {slots}")
+    return slots
 
 
 class VendorHook(HttpHook):
@@ -211,7 +231,7 @@ class VendorHook(HttpHook):
                             f"per second (0 disables throttling), got {configured!r}"
                         ) from None
             if rate is None:
-                rate = self.default_rate_per_second
+                rate = self.default_rate_per_second / api_pool_slots()
             self._bucket = shared_bucket(f"{self.vendor}:{self.conn_id}", rate)
             self._bucket_resolved = True
         return self._bucket
