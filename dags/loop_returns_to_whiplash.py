@@ -7,8 +7,11 @@ whose label reached `pre_transit` (or a later status, if `pre_transit` was skipp
 * **Schedule**: every 5 minutes (`RETURNS_SYNC_RMA_SCHEDULE_MINUTES`), overlapping windows
   `[watermark - overlap, data_interval_end)` on the Loop return's `updated_at`; the watermark is
   kept in the state store (`returns_sync_db`) and advances only after a fully successful run.
-* **Explicit ids**: trigger with `return_ids` (webhooks and operators do) to sync those returns
-  now, through the same code.
+* **Webhooks**: Loop `label` webhooks land in the state store's inbox (plugin
+  `returns_sync_webhooks`); the asset `returns_sync://webhooks/loop` is updated by its watcher
+  within seconds and starts a run that drains the inbox (no poll window). Every run claims the
+  waiting webhook events; each is marked done once its batch was handled (docs/WEBHOOKS.md).
+* **Explicit ids**: trigger with `return_ids` to sync those returns now, through the same code.
 * **Exactly once**: claim in the state store -> look up Whiplash by originator/reference ->
   adopt or create -> record. A 409 means "exists" and is adopted.
 * **Unmappable** returns (unknown SKU/order, no items, Loop 404) are recorded with a reason, shown
@@ -22,9 +25,10 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+from include.returns_sync.webhooks.assets import LOOP_WEBHOOKS
 
 RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
 SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUTES", "5")))
@@ -32,7 +36,7 @@ SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUT
 
 @dag(
     dag_id="loop_returns_to_whiplash",
-    schedule=SCHEDULE,
+    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(SCHEDULE), assets=LOOP_WEBHOOKS),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -53,26 +57,45 @@ SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUT
 )
 def loop_returns_to_whiplash() -> None:
     @task(pool="loop_api")
-    def plan_window(params: dict, data_interval_end: datetime | None = None) -> dict | None:
+    def plan_window(
+        params: dict, data_interval_end: datetime | None = None, **context
+    ) -> dict | None:
         from include.returns_sync.tasks import rma
+        from include.returns_sync.webhooks.assets import webhook_only_run
 
-        if params.get("return_ids"):
-            return None  # an explicit run reads only the returns it was given
+        if params.get("return_ids") or webhook_only_run(context):
+            return None  # an explicit or webhook run reads only the returns it was given
         return rma.plan_window(data_interval_end or datetime.now(UTC))
 
     @task(pool="loop_api")
-    def collect(window: dict | None, params: dict) -> list[dict]:
+    def collect(window: dict | None, params: dict, **context) -> list[dict]:
+        from include.returns_sync import runtime
         from include.returns_sync.tasks import rma
+        from include.returns_sync.webhooks import drain
 
         explicit = [str(i) for i in params.get("return_ids") or []]
-        return rma.collect_batches(window, explicit, include_retries=not explicit)
+        batches = rma.collect_batches(window, explicit, include_retries=window is not None)
+        if explicit or params.get("dry_run"):
+            return batches  # the inbox is drained by real runs only
+        # Claimed last, so a failure above leaves the webhook events waiting for a retry.
+        inbox = drain.claim("loop", f"{context['run_id']}/collect")
+        settings = runtime.poll_settings()
+        listed = drain.prefetch_loop_returns(
+            inbox, runtime.loop_hook(), page_size=settings.loop_page_size
+        )
+        return drain.merge_into_batches(batches, inbox, settings.batch_size, listed)
 
     @task(pool="whiplash_api")
     def create_rmas(batch: dict, params: dict) -> list[dict]:
         from include.returns_sync.tasks import rma
+        from include.returns_sync.webhooks import drain
 
         source = "manual" if params.get("return_ids") else "poll"
-        return rma.create_rmas(batch, source=source, dry_run=bool(params.get("dry_run")))
+        if batch.get(drain.INBOX_KEY):
+            source = "webhook"
+        rows = rma.create_rmas(batch, source=source, dry_run=bool(params.get("dry_run")))
+        drain.finish(batch.get(drain.INBOX_KEY))  # the batch is handled: its webhooks are done
+        return rows
 
     @task(outlets=[RMA_ASSET])
     def report(window: dict | None, results: list, params: dict, **context) -> dict:

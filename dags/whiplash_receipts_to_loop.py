@@ -8,6 +8,10 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
 * **Schedule**: every 15 minutes (`RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES`) and whenever the RMA
   DAG's asset is updated; consumer returns whose `updated_at` moved since the durable watermark
   (minus an overlap). Trigger with `consumer_return_ids` to handle given returns now.
+* **Webhooks**: Whiplash `consumer_return.completed` / `status_changed` webhooks land in the
+  state store's inbox; the asset `returns_sync://webhooks/whiplash` is updated by its watcher
+  within seconds and starts a run that reconciles those returns (no poll window). Every run
+  claims the waiting webhook events and marks them done after it succeeded (docs/WEBHOOKS.md).
 * **Reconciliation**: one vectorised pandas pass over the batch, one row per (return, SKU) with
   expected, good, damaged, missing and extra units; merchant criteria from
   `include/criteria.yaml` (`RETURNS_SYNC_CRITERIA` overrides the path; see docs/CRITERIA.md).
@@ -27,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+from include.returns_sync.webhooks.assets import WHIPLASH_WEBHOOKS
 
 RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
 DECISIONS_ASSET = Asset("returns_sync://loop/decisions", group="returns_sync")
@@ -35,7 +40,9 @@ EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MIN
 
 @dag(
     dag_id="whiplash_receipts_to_loop",
-    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(EVERY), assets=RMA_ASSET),
+    schedule=AssetOrTimeSchedule(
+        timetable=DeltaTriggerTimetable(EVERY), assets=RMA_ASSET | WHIPLASH_WEBHOOKS
+    ),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -56,24 +63,34 @@ EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MIN
 )
 def whiplash_receipts_to_loop() -> None:
     @task(pool="whiplash_api")
-    def plan_window(params: dict, data_interval_end: datetime | None = None) -> dict | None:
+    def plan_window(
+        params: dict, data_interval_end: datetime | None = None, **context
+    ) -> dict | None:
         from include.returns_sync.tasks import receipts
+        from include.returns_sync.webhooks.assets import webhook_only_run
 
-        if params.get("consumer_return_ids"):
+        if params.get("consumer_return_ids") or webhook_only_run(context):
             return None
         return receipts.plan_window(data_interval_end or datetime.now(UTC))
 
     @task(pool="loop_api", outlets=[DECISIONS_ASSET])
     def reconcile_and_act(window: dict | None, params: dict, **context) -> dict:
         from include.returns_sync.tasks import receipts
+        from include.returns_sync.webhooks import drain
 
+        ids = [int(i) for i in params.get("consumer_return_ids") or []]
+        inbox = None
+        if not ids and not params.get("dry_run"):  # the inbox is drained by real runs only
+            inbox = drain.claim("whiplash", f"{context['run_id']}/reconcile_and_act")
+            ids = [int(i) for i in inbox.resource_ids]
         summary = receipts.reconcile_and_act(
             dag_id=context["dag"].dag_id,
             run_id=context["run_id"],
             window=window,
-            consumer_return_ids=[int(i) for i in params.get("consumer_return_ids") or []],
+            consumer_return_ids=ids,
             dry_run=bool(params.get("dry_run")),
         )
+        drain.finish(inbox.event_ids if inbox else None)  # done only after the run's work
         context["outlet_events"][DECISIONS_ASSET].extra = {
             "verdicts": summary["verdicts"],
             "actions": summary["actions"],

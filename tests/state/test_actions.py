@@ -115,3 +115,24 @@ def test_finish_action_refuses_intent_and_unknown_kinds(store: StateStore) -> No
         store.finish_action("5001", "flag", "intent")
     with pytest.raises(ValueError, match="action must be one of"):
         store.begin_action("5001", "refund")
+
+
+def test_unfinished_decisions_are_those_whose_last_step_is_not_settled(
+    store: StateStore,
+) -> None:
+    cases = {
+        1: ("process", []),  # decided, nothing sent yet
+        2: ("process", [("process", "sent")]),  # done
+        3: ("process", [("process", "unknown")]),  # no answer: carry on
+        4: ("flag", [("flag", "sent"), ("note", "intent")]),  # crashed before the note finished
+        5: ("flag", [("flag", "sent"), ("note", "sent")]),  # done
+        6: ("flag", [("flag", "failed")]),  # refused: final
+        7: ("skip", []),  # nothing to do
+    }
+    for wid, (verdict, steps) in cases.items():
+        store.record_decision(wid, verdict=verdict, loop_return_id=f"L{wid}")
+        for action, status in steps:
+            store.begin_action(f"L{wid}", action)
+            if status != "intent":
+                store.finish_action(f"L{wid}", action, status)
+    assert sorted(store.unfinished_decisions()) == [1, 3, 4]

@@ -27,10 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from pydantic import BaseModel, ValidationError
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from include.returns_sync.clients.errors import (
+    ConnectionNotDefined,
     CredentialsUnavailable,
     VendorAuthError,
     VendorBadResponse,
@@ -130,6 +132,8 @@ class VendorHook(HttpHook):
     default_rate_per_second: ClassVar[float] = 1.0
     #: What to check when the vendor refuses our credentials.
     credential_hint: ClassVar[str] = "credentials"
+    #: The connection's fields, for the message when it is not defined at all.
+    connection_fields: ClassVar[str] = "type http"
 
     def __init__(
         self,
@@ -162,7 +166,10 @@ class VendorHook(HttpHook):
     def connection(self) -> Any:
         """The Airflow connection, read once (first use, never in `__init__`)."""
         if self._connection is None:
-            connection = self.get_connection(self.conn_id)
+            try:
+                connection = self.get_connection(self.conn_id)
+            except AirflowNotFoundException:
+                raise ConnectionNotDefined(self.conn_id, self.connection_fields) from None
             conn_type = (connection.conn_type or "").lower()
             allowed = self.accepted_conn_types | {self.conn_type}
             if conn_type and conn_type not in allowed:

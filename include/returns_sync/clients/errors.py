@@ -19,6 +19,8 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 #: Longest vendor message we quote; vendor texts are short, anything longer is not a message.
 _MAX_MESSAGE = 300
 
@@ -60,8 +62,12 @@ class VendorError(Exception):
         return False
 
 
-class VendorAuthError(VendorError):
-    """401/403: the key, secret or token was refused (or lacks the scope for this endpoint)."""
+class VendorAuthError(VendorError, AirflowFailException):
+    """401/403: the key, secret or token was refused (or lacks the scope for this endpoint).
+
+    Also an `AirflowFailException`: Airflow fails the task at once, without its retries,
+    because trying again cannot help until someone fixes the connection; the alert fires now.
+    """
 
 
 class VendorNotFound(VendorError):
@@ -194,6 +200,18 @@ class LoopActionRejected(VendorError):
     `code` carries Loop's code (e.g. UNPROCESSABLE_RETURN, UNPROCESSABLE_FLAGGED_RETURN) when
     Loop sent one.
     """
+
+
+class ConnectionNotDefined(AirflowFailException):
+    """The Airflow connection a hook needs does not exist. Fails the task without retries;
+    the message names the connection and the two ways to define it."""
+
+    def __init__(self, conn_id: str, fields: str) -> None:
+        self.conn_id = conn_id
+        super().__init__(
+            f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or "
+            f"create it in Admin > Connections ({fields})"
+        )
 
 
 def auth_error_message(vendor: str, conn_id: str, what: str, vendor_message: str | None) -> str:

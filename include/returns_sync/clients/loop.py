@@ -13,7 +13,7 @@ strings in some payloads and integers in others.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -66,6 +66,9 @@ class LoopHook(VendorHook):
     vendor: ClassVar[str] = "loop"
     default_rate_per_second: ClassVar[float] = LOOP_DEFAULT_RATE
     credential_hint: ClassVar[str] = "API key (password field) and its Returns scope"
+    connection_fields: ClassVar[str] = (
+        f"type http, host = the API base URL such as {LOOP_DEFAULT_HOST}, password = the API key"
+    )
 
     def __init__(
         self,
@@ -130,6 +133,7 @@ class LoopHook(VendorHook):
         filter_field: str = "updated_at",
         state: str | None = "open",
         page_size: int = MAX_PAGE_SIZE,
+        on_invalid: Callable[[Any, VendorBadResponse], None] | None = None,
     ) -> Iterator[LoopReturn]:
         """Every return whose `filter_field` falls in [start, end), page by page.
 
@@ -138,6 +142,10 @@ class LoopHook(VendorHook):
         own parameters plus the cursor. `state=None` lets Loop choose (open, closed and expired
         only; `cancelled` and `review` must be asked for one state at a time). Naive datetimes
         are taken as UTC. A return seen twice (chunk boundaries) is yielded once.
+
+        A record that does not validate raises `VendorBadResponse`, unless `on_invalid` is
+        given: then it receives the raw record and the error, and the walk goes on, so one
+        malformed return cannot hide the others.
         """
         start_utc, end_utc = _as_utc(start, "start"), _as_utc(end, "end")
         if filter_field not in LIST_FILTERS:
@@ -168,7 +176,13 @@ class LoopHook(VendorHook):
             try:
                 for records in loop_cursor_pages(fetch):
                     for raw in records:
-                        loop_return = parse_record(LoopReturn, raw, self.vendor, "GET", path)
+                        try:
+                            loop_return = parse_record(LoopReturn, raw, self.vendor, "GET", path)
+                        except VendorBadResponse as invalid:
+                            if on_invalid is None:
+                                raise
+                            on_invalid(raw, invalid)
+                            continue
                         if loop_return.id in seen:
                             continue
                         seen.add(str(loop_return.id))

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -93,6 +94,10 @@ class WhiplashHook(VendorHook):
     default_rate_per_second: ClassVar[float] = WHIPLASH_DEFAULT_RATE
     credential_hint: ClassVar[str] = (
         "OAuth client id (login), client secret (password) and refresh_token extra"
+    )
+    connection_fields: ClassVar[str] = (
+        f"type http, host = {WHIPLASH_DEFAULT_HOST}, login = the OAuth client id, "
+        "password = the client secret"
     )
 
     def __init__(
@@ -296,6 +301,7 @@ class WhiplashHook(VendorHook):
         statuses: Sequence[int] | None = None,
         ids: Sequence[int] | None = None,
         per_page: int = DEFAULT_PER_PAGE,
+        on_invalid: Callable[[Any, VendorBadResponse], None] | None = None,
     ) -> Iterator[ConsumerReturn]:
         """RMAs updated at or after `updated_since`, oldest change first.
 
@@ -303,6 +309,10 @@ class WhiplashHook(VendorHook):
         is keyset-based (see `pagination.whiplash_updated_since`), so a return updated while we
         list cannot make us skip another. `statuses` / `ids` narrow the search (an empty list
         matches nothing); many `ids` are searched in batches.
+
+        A record that does not validate raises `VendorBadResponse`, unless `on_invalid` is
+        given: then it receives the raw record and the error and the walk goes on (the record
+        still counts for paging, so one bad record cannot end the walk early).
         """
         _check_per_page(per_page)
         base: dict[str, Any] = {}
@@ -323,7 +333,7 @@ class WhiplashHook(VendorHook):
 
             def fetch(
                 bound: datetime | None, page: int, search: dict[str, Any] = search
-            ) -> tuple[list[ConsumerReturn], int]:
+            ) -> tuple[list[ConsumerReturn | _Unreadable], int]:
                 query = dict(search)
                 if bound is not None:
                     query["updated_at_gteq"] = _whiplash_time(bound)
@@ -337,14 +347,17 @@ class WhiplashHook(VendorHook):
                 answer = self._call("list_consumer_returns", "GET", path, params=params)
                 body = answer.body if answer.body is not None else []
                 rows = as_list(body, "consumer returns", self.vendor, "GET", path)
-                records = [
-                    parse_record(ConsumerReturn, row, self.vendor, "GET", path) for row in rows
-                ]
+                records = [_parse_consumer_return(row, path, on_invalid is None) for row in rows]
                 return records, answer.page_size(per_page)
 
-            yield from whiplash_updated_since(
+            for record in whiplash_updated_since(
                 fetch, per_page, since, key=lambda rma: (rma.id, rma.updated_at)
-            )
+            ):
+                if isinstance(record, _Unreadable):
+                    if on_invalid is not None:
+                        on_invalid(record.raw, record.error)
+                    continue
+                yield record
 
     # ------------------------------------------------------------------ items and orders
 
@@ -506,6 +519,30 @@ def _int(value: Any, what: str) -> int:
         return int(str(value).strip())
     except ValueError:
         raise ValueError(f"{what} must be an integer, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A listed consumer return that did not validate, with the best key its JSON gives."""
+
+    raw: Any
+    error: VendorBadResponse
+    id: object
+    updated_at: datetime | None
+
+
+def _parse_consumer_return(raw: Any, path: str, strict: bool) -> ConsumerReturn | _Unreadable:
+    try:
+        return parse_record(ConsumerReturn, raw, "whiplash", "GET", path)
+    except VendorBadResponse as error:
+        if strict:
+            raise
+        fields = raw if isinstance(raw, Mapping) else {}
+        try:
+            updated_at = _as_utc(datetime.fromisoformat(str(fields.get("updated_at"))))
+        except (TypeError, ValueError):
+            updated_at = None
+        return _Unreadable(raw, error, fields.get("id"), updated_at)
 
 
 def _numeric_id(value: int | str, what: str) -> str:

@@ -74,6 +74,7 @@ class RmaStore(Protocol):
     def record_unmappable(
         self, loop_return_id: str, reason_code: str, reason_detail: str, *, token: str
     ) -> Any: ...
+    def release_claim(self, loop_return_id: str, token: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,14 @@ def _lookups(
     whiplash: WhiplashApi, returns: Sequence[LoopReturn], settings: RmaSettings
 ) -> Lookups:
     """Batched look-ups of every SKU and order the batch needs: few API calls per return."""
-    raw_skus = {line.sku for r in returns for line in r.line_items if line.sku}
-    found_items = whiplash.find_items_by_sku(sorted(raw_skus)) if raw_skus else {}
+    raw_skus = {line.sku.strip() for r in returns for line in r.line_items if line.sku}
+    # Whiplash matches SKUs exactly: search each as Loop spells it and in its normalised form
+    # (case, Unicode width, whitespace, merchant aliases), which is how mapping compares them.
+    wanted = {sku for sku in raw_skus if sku} | {
+        normalise_sku(sku, settings.sku_aliases) for sku in raw_skus if sku
+    }
+    wanted.discard(BLANK_SKU)
+    found_items = whiplash.find_items_by_sku(sorted(wanted)) if wanted else {}
     items_by_sku: dict[str, WhiplashItem] = {}
     for sku, item in found_items.items():
         items_by_sku.setdefault(normalise_sku(item.sku or sku, settings.sku_aliases), item)
@@ -273,7 +280,26 @@ def sync_returns(
             report.add(_result(loop_return, BUSY, detail="another worker holds the claim"))
     if not claimed:
         return report
+    try:
+        _adopt_or_create(claimed, whiplash, store, settings, token, vendor_error, report)
+    except Exception:
+        # The task fails (and Airflow retries it): hand back the claims this attempt did not
+        # finish, or its own retry would find them busy until they go stale. Safe, because
+        # whoever claims next looks Whiplash up before creating anything.
+        _release_unfinished(store, claimed, report, token)
+        raise
+    return report
 
+
+def _adopt_or_create(
+    claimed: Sequence[LoopReturn],
+    whiplash: WhiplashApi,
+    store: RmaStore,
+    settings: RmaSettings,
+    token: str,
+    vendor_error: type[Exception],
+    report: RmaReport,
+) -> None:
     # Look up AFTER claiming: nothing of ours can create these returns between here and create.
     existing = whiplash.find_consumer_returns_by_loop_ids([r.id or "" for r in claimed])
     to_create = []
@@ -285,14 +311,24 @@ def sync_returns(
         else:
             to_create.append(loop_return)
     if not to_create:
-        return report
-
+        return
     lookups = _lookups(whiplash, to_create, settings)
     for loop_return in to_create:
         report.add(
             _create_one(loop_return, lookups, whiplash, store, settings, token, vendor_error)
         )
-    return report
+
+
+def _release_unfinished(
+    store: RmaStore, claimed: Sequence[LoopReturn], report: RmaReport, token: str
+) -> None:
+    finished = {result.loop_return_id for result in report.results}
+    for loop_return in claimed:
+        if loop_return.id and loop_return.id not in finished:
+            try:
+                store.release_claim(loop_return.id, token)
+            except Exception as exc:  # the store itself may be what failed: leave it stale
+                log.warning("could not release the claim on %s: %s", loop_return.id, exc)
 
 
 def _create_one(
@@ -352,30 +388,50 @@ def _after_failed_create(
 def fetch_by_ids(
     loop: LoopApi, return_ids: Iterable[str], vendor_error: type[Exception] = Exception
 ) -> tuple[list[LoopReturn], list[RmaResult]]:
-    """Read explicit Loop returns (webhooks, manual runs, retries); a 404 is reported, not fatal."""
+    """Read explicit Loop returns (webhooks, manual runs, retries).
+
+    A 404, or an answer about one return that cannot be read (an HTML page, a record that does
+    not validate, a 400/422), is reported for that return, not fatal. Failures that concern
+    every return (transient ones, refused credentials) propagate: the task retries or alerts.
+    """
     found: list[LoopReturn] = []
     missing: list[RmaResult] = []
     for return_id in dict.fromkeys(str(i).strip() for i in return_ids if str(i).strip()):
         try:
             found.append(loop.get_return(return_id))
         except vendor_error as exc:
-            if getattr(exc, "status", None) != 404:
+            if getattr(exc, "status", None) == 404:
+                reason, detail = UnmappableReason.LOOP_NOT_FOUND, "Loop answered 404 for it"
+            elif unreadable_record(exc):
+                reason, detail = UnmappableReason.INVALID_LOOP_DATA, f"unreadable: {exc}"
+            else:
                 raise
             missing.append(
                 RmaResult(
                     loop_return_id=return_id,
                     outcome=UNMAPPABLE,
-                    reason_code=str(UnmappableReason.LOOP_NOT_FOUND),
-                    detail="Loop answered 404 for this return id",
+                    reason_code=str(reason),
+                    detail=detail[:300],
                 )
             )
     return found, missing
 
 
+def unreadable_record(exc: BaseException) -> bool:
+    """A vendor answer about one record that retrying cannot fix and that concerns only it.
+
+    Not transient (so not a 429, 5xx or lost connection), with an HTTP status (so not a
+    transport or configuration failure), and not a refusal of our credentials (401/403).
+    """
+    status = getattr(exc, "status", None)
+    return not getattr(exc, "transient", False) and status is not None and status not in (401, 403)
+
+
 def record_not_found(
     store: RmaStore, missing: Iterable[RmaResult], *, source: str, settings: RmaSettings
 ) -> list[RmaResult]:
-    """Record Loop 404s as unmappable (so they are retried and reported), unless synced already."""
+    """Record Loop returns we could not read (404, malformed) as unmappable, so they are
+    retried and reported, unless they are synced already."""
     results = []
     token = uuid.uuid4().hex
     for result in missing:
@@ -411,4 +467,5 @@ __all__ = [
     "fetch_by_ids",
     "record_not_found",
     "sync_returns",
+    "unreadable_record",
 ]

@@ -70,6 +70,7 @@ def _to_utc(value: Any) -> datetime | None:
 
 
 def _to_int(value: Any) -> int:
+    """A unit count: null counts as 0; a negative count is a data error, never arithmetic."""
     if value is None or value == "":
         return 0
     if isinstance(value, bool):
@@ -77,9 +78,12 @@ def _to_int(value: Any) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"quantity {value!r} is not a whole number")
     try:
-        return int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+        count = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
     except ValueError as exc:
         raise ValueError(f"quantity {value!r} is not an integer") from exc
+    if count < 0:
+        raise ValueError(f"quantity {value!r} is negative")
+    return count
 
 
 StrId = Annotated[str | None, BeforeValidator(_to_str_id)]

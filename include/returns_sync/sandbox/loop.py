@@ -40,6 +40,7 @@ from include.returns_sync.sandbox.common import (
     as_utc,
     sign_loop,
 )
+from include.returns_sync.sandbox.corruption import Corruptions, HtmlErrorPage, Mutator
 
 STATES = ("open", "closed", "cancelled", "expired", "review")
 DEFAULT_LIST_STATES = ("open", "closed", "expired")
@@ -248,6 +249,8 @@ class LoopBackend:
         self._note_ids = itertools.count(501)
         self._webhook_ids = itertools.count(12_345)
         self._tracking_numbers = itertools.count(1)
+        #: Opt-in bad payloads per return id (tests of vendor misbehaviour; see corruption.py).
+        self.corruptions = Corruptions()
 
     # ----------------------------------------------------------------- seeding
 
@@ -344,6 +347,10 @@ class LoopBackend:
 
     def _new_tracking_number(self) -> str:
         return f"9400{next(self._tracking_numbers):018d}"
+
+    def corrupt(self, return_id: str, mutate: Mutator | HtmlErrorPage) -> None:
+        """Serve this return's JSON through `mutate` (or as an HTML page) from now on."""
+        self.corruptions.corrupt(return_id, mutate)
 
     # ----------------------------------------------------------------- mutations
 
@@ -454,7 +461,7 @@ class LoopBackend:
                 if r.state in query.states and query.start <= getattr(r, query.column) <= query.end
             ]
         if not query.paginate:
-            return [_list_view(r) for r in matching], None, None
+            return [self.corruptions.in_list(r.id, _list_view(r)) for r in matching], None, None
         keys = [_sort_key(r, query.column) for r in matching]
         cursor = query.cursor
         if cursor is None:
@@ -476,7 +483,8 @@ class LoopBackend:
                 has_before, has_after = len(before) > query.page_size, True
         next_cursor = _encode_cursor(page[-1], query.column, True) if page and has_after else None
         prev_cursor = _encode_cursor(page[0], query.column, False) if page and has_before else None
-        return [_list_view(r) for r in page], next_cursor, prev_cursor
+        page_view = [self.corruptions.in_list(r.id, _list_view(r)) for r in page]
+        return page_view, next_cursor, prev_cursor
 
     def asn_rows(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """ASN report: one row per line item of every return with a label, by `updated_at`."""
@@ -488,7 +496,7 @@ class LoopBackend:
                 for item in r.line_items
             ]
 
-    def details(self, params: Mapping[str, str]) -> dict[str, Any]:
+    def details(self, params: Mapping[str, str]) -> Any:
         """Get Return Details by `return_id`, `order_id` (Shopify order id) or `order_name`."""
         with self._lock:
             if params.get("return_id"):
@@ -496,7 +504,7 @@ class LoopBackend:
                 if record is None:
                     raise LoopError(404, NOT_FOUND)
                 self._settle(record)
-                return _details_view(record)
+                return self.corruptions.alone(record.id, _details_view(record))
             if params.get("order_id"):
                 found = [
                     r
@@ -519,7 +527,7 @@ class LoopBackend:
             if not found:
                 raise LoopError(404, NOT_FOUND)
             # Decision: several returns on one order -> the most recent one.
-            return _details_view(found[-1])
+            return self.corruptions.alone(found[-1].id, _details_view(found[-1]))
 
     def act(self, return_id: str, action: str) -> Any:
         """Process, flag, cancel or close; returns the 200 body ("true" or an error object)."""
@@ -978,7 +986,10 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
 
     @router.get("/warehouse/return/details")
     def details(request: Request) -> Response:
-        return JSONResponse(backend.details(request.query_params))
+        body = backend.details(request.query_params)
+        if isinstance(body, HtmlErrorPage):
+            return Response(body.body, status_code=body.status, media_type="text/html")
+        return JSONResponse(body)
 
     @router.get("/warehouse/reporting/asn")
     def asn(request: Request) -> Response:

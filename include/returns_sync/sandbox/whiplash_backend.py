@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from include.returns_sync.sandbox.common import SandboxClock, WebhookDelivery, WebhookDispatcher
+from include.returns_sync.sandbox.corruption import Corruptions, Mutator
 from include.returns_sync.sandbox.whiplash_notify import Notifier
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.sandbox.whiplash_records import (
@@ -115,13 +116,15 @@ class WhiplashBackend:
         )
         self.webhooks = self.notifier.dispatcher
         self._factory = ReturnFactory(self)
+        #: Opt-in bad payloads per consumer return id, applied to API answers only.
+        self.corruptions = Corruptions()
         self._resources = {
             "items": _Resource(lambda: list(self._items.values()), ITEM_FIELDS, render_item),
             "orders": _Resource(lambda: list(self._orders.values()), ORDER_FIELDS, render_order),
             "consumer_returns": _Resource(
                 lambda: list(self._returns.values()),
                 CONSUMER_RETURN_FIELDS,
-                render_consumer_return,
+                lambda record: self.corruptions.in_list(record.id, render_consumer_return(record)),
             ),
             "notification_events": _Resource(
                 lambda: list(self.notifier.events.values()), EVENT_FIELDS, render_event
@@ -174,6 +177,10 @@ class WhiplashBackend:
             self._orders[order_id] = order
             self._order_index[str(original_id)] = order
             return render_order(order)
+
+    def corrupt(self, consumer_return_id: int, mutate: Mutator) -> None:
+        """Serve this consumer return's JSON through `mutate` in lists and gets from now on."""
+        self.corruptions.corrupt(consumer_return_id, mutate)
 
     # ------------------------------------------------------------------ inspection (tests)
 

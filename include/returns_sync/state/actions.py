@@ -143,6 +143,42 @@ class ActionsMixin(StoreBase):
             )
             return _decision(existing), False
 
+    def unfinished_decisions(self, limit: int = 500) -> dict[int, Decision]:
+        """Process/flag decisions whose Loop action is not finished, oldest first.
+
+        Finished means: the last step was sent (`process`, or the flag's `note`), or a step was
+        refused (`failed` is final). Everything else — no action yet, an `intent` left by a
+        crash, an `unknown` outcome — must be carried on by a later run, whatever its window.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        actions = loop_actions
+        finished = (
+            select(actions.c.id)
+            .where(
+                actions.c.loop_return_id == decisions.c.loop_return_id,
+                (actions.c.status == ActionStatus.FAILED.value)
+                | (
+                    (actions.c.status == ActionStatus.SENT.value)
+                    & (actions.c.action.in_([ActionKind.PROCESS.value, ActionKind.NOTE.value]))
+                ),
+            )
+            .exists()
+        )
+        query = (
+            select(decisions)
+            .where(
+                decisions.c.verdict.in_([Verdict.PROCESS.value, Verdict.FLAG.value]),
+                decisions.c.loop_return_id.is_not(None),
+                ~finished,
+            )
+            .order_by(decisions.c.decided_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return {int(row["whiplash_return_id"]): _decision(row) for row in rows}
+
     # -- Loop actions ------------------------------------------------------------------------
 
     def begin_action(

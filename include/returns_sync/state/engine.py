@@ -12,6 +12,8 @@ connection must never be shared between two processes.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 import weakref
 from typing import Any
 
@@ -52,7 +54,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, busy_timeout_s)
             cursor.execute("PRAGMA synchronous = FULL")
         finally:
             cursor.close()
@@ -61,6 +63,24 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     def _on_begin(conn: Connection) -> None:
         writer = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+
+def _enable_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """Switch the file to WAL once. The switch needs a moment of exclusive access and SQLite
+    does not apply the busy timeout to it, so two processes opening a new file at once can see
+    "database is locked": read the mode first and retry the switch briefly."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()
+        if mode and str(mode[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _dispose_pool_after_fork(engine: Engine) -> None:

@@ -18,6 +18,9 @@ from include.returns_sync.reports import format_counts, write_report
 log = logging.getLogger(__name__)
 
 RECEIPT_WATERMARK = "whiplash_receipts_to_loop.updated_at"
+#: Reason codes of receipts that could not be read this run: reported, decided by a later run.
+INVALID_WHIPLASH_DATA = "INVALID_WHIPLASH_DATA"
+INVALID_LOOP_DATA = "INVALID_LOOP_DATA"
 
 
 def plan_window(data_interval_end: datetime) -> dict[str, str]:
@@ -44,7 +47,11 @@ def reconcile_and_act(
 ) -> dict[str, Any]:
     """The whole receipt flow for one run; returns the summary that is also written to disk."""
     from include.returns_sync.domain.actions import ActionSettings, act
-    from include.returns_sync.reconcile.criteria import load_criteria
+    from include.returns_sync.reconcile.criteria import (
+        CRITERIA_ENV_VAR,
+        CriteriaError,
+        load_criteria,
+    )
     from include.returns_sync.reconcile.engine import reconcile
     from include.returns_sync.reconcile.frames import (
         ReturnContext,
@@ -53,23 +60,49 @@ def reconcile_and_act(
         received_frame,
     )
 
-    criteria = load_criteria()
+    try:
+        criteria = load_criteria()
+    except CriteriaError as exc:  # configuration: fail now, without retries, and say the fix
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            f"Invalid merchant criteria: {exc}. Fix the file (every option is in "
+            f"docs/CRITERIA.md) or point {CRITERIA_ENV_VAR} at a valid one."
+        ) from exc
     dry_run = dry_run or runtime.env_bool("RETURNS_SYNC_DRY_RUN")
     store = runtime.state_store()
     whiplash = runtime.whiplash_hook()
     loop = runtime.loop_hook()
     vendor_error = runtime.vendor_error()
     from include.returns_sync.clients.errors import LoopActionRejected
+    from include.returns_sync.domain.rma import unreadable_record
 
-    # 1. candidates: final receipts changed in the window (or the given ids), plus unfinished ones
+    # Receipts whose Whiplash or Loop data cannot be read: each is reported with its reason and
+    # left undecided; the watermark stops before it, so a later run decides it.
+    unreadable: list[dict[str, Any]] = []
+
+    def invalid_receipt(raw: Any, error: Exception) -> None:
+        unreadable.append(_unreadable_receipt(raw, error))
+
+    # 1. candidates: final receipts changed in the window and/or the given ids (webhook events
+    #    claimed by a scheduled run come as ids next to its window), plus unfinished ones
+    candidates = []
     if consumer_return_ids:
-        candidates = list(whiplash.list_consumer_returns(ids=list(consumer_return_ids)))
-    else:
-        assert window is not None
-        since = datetime.fromisoformat(window["start"])
         candidates = list(
-            whiplash.list_consumer_returns(updated_since=since, statuses=criteria.final_statuses)
+            whiplash.list_consumer_returns(
+                ids=list(consumer_return_ids), on_invalid=invalid_receipt
+            )
         )
+    if window is not None:
+        since = datetime.fromisoformat(window["start"])
+        seen = {cr.id for cr in candidates}
+        candidates += [
+            cr
+            for cr in whiplash.list_consumer_returns(
+                updated_since=since, statuses=criteria.final_statuses, on_invalid=invalid_receipt
+            )
+            if cr.id not in seen
+        ]
     final = [cr for cr in candidates if criteria.is_final(cr.status)]
     ids = [cr.id for cr in final]
     decisions = store.get_decisions(ids)
@@ -79,6 +112,7 @@ def reconcile_and_act(
     undecided = [cr for cr in final if cr.id not in decisions]
     loop_returns: dict[int, Any] = {}
     contexts = []
+    readable = []
     for cr in undecided:
         record = records.get(cr.id)
         loop_id = record.loop_return_id if record else cr.loop_return_id
@@ -90,7 +124,11 @@ def reconcile_and_act(
                 current = None
             except vendor_error as exc:
                 if getattr(exc, "status", None) != 404:
-                    raise
+                    if not unreadable_record(exc):
+                        raise
+                    unreadable.append(_unreadable_loop_return(cr, loop_id, exc))
+                    continue
+        readable.append(cr)
         if current is not None:
             loop_returns[cr.id] = current
         contexts.append(
@@ -103,7 +141,7 @@ def reconcile_and_act(
         )
     result = reconcile(
         expected_frame((wid, r) for wid, r in loop_returns.items()),
-        received_frame(undecided),
+        received_frame(readable),
         context_frame(contexts),
         criteria,
     )
@@ -126,7 +164,10 @@ def reconcile_and_act(
         for r in verdict_rows
         if str(r["verdict"]) in ("process", "flag")
     }
-    for wid, decision in decisions.items():
+    # Decisions of earlier runs whose Loop action did not finish (a crash, no answer) are
+    # carried on whatever this run's window is: the recorded decision stands.
+    earlier = {**store.unfinished_decisions(), **decisions}
+    for wid, decision in earlier.items():
         if str(decision.verdict) in ("process", "flag") and decision.loop_return_id:
             to_act[wid] = (decision.loop_return_id, str(decision.verdict), decision.note)
     settings = ActionSettings(dry_run=dry_run)
@@ -137,8 +178,8 @@ def reconcile_and_act(
         needed = ("process",) if verdict == "process" else ("flag", "note")
         if all(str(getattr(recorded.get(a), "status", "")) == "sent" for a in needed):
             continue
-        current = loop_returns.get(wid) or loop.get_return(loop_id)
         try:
+            current = loop_returns.get(wid) or loop.get_return(loop_id)
             outcome = act(
                 loop,
                 store,
@@ -149,7 +190,9 @@ def reconcile_and_act(
                 rejected=LoopActionRejected,
                 vendor_error=vendor_error,
             )
-        except vendor_error as exc:  # reading notes failed: leave it for the next run
+        except vendor_error as exc:  # reading it or its notes failed: leave it for the next run
+            if getattr(exc, "status", None) in (401, 403):
+                raise  # the credentials are wrong: fail the task, alert
             log.warning("Could not act on Loop return %s: %s", loop_id, exc)
             continue
         outcomes.append({"whiplash_return_id": wid, **outcome.__dict__})
@@ -163,13 +206,21 @@ def reconcile_and_act(
         **result.summary(),
         "actions": _count(o["outcome"] for o in outcomes),
         "loop_return_ids": _buckets(verdict_rows),
+        "unreadable": _unreadable_buckets(unreadable),
     }
     lines = cast(list[dict[str, Any]], result.lines.astype({"sku": "str"}).to_dict("records"))
     folder = write_report(
         dag_id,
         run_id,
         summary,
-        {"lines": lines, "verdicts": verdict_rows, "actions": outcomes},
+        {
+            "lines": lines,
+            "verdicts": verdict_rows,
+            "actions": outcomes,
+            "unreadable": [
+                {k: v for k, v in row.items() if k != "updated_at"} for row in unreadable
+            ],
+        },
     )
     log.info("Receipt run report (%s):\n%s", folder, format_counts("verdict", summary["verdicts"]))
     reasons = {k: v for k, v in summary["reason_codes"].items() if v}
@@ -177,9 +228,68 @@ def reconcile_and_act(
         log.warning("Flag/skip reasons:\n%s", format_counts("reason", reasons))
     if summary["actions"]:
         log.info("Loop actions:\n%s", format_counts("action outcome", summary["actions"]))
+    for row in unreadable:
+        log.warning(
+            "Receipt %s (Loop return %s) not decided, %s: %s",
+            row["whiplash_return_id"],
+            row["loop_return_id"],
+            row["reason_code"],
+            row["detail"],
+        )
     if window is not None and not dry_run:
-        store.advance_watermark(RECEIPT_WATERMARK, datetime.fromisoformat(window["end"]))
+        watermark = _watermark_after(datetime.fromisoformat(window["end"]), unreadable)
+        if watermark is not None:
+            store.advance_watermark(RECEIPT_WATERMARK, watermark)
     return summary
+
+
+def _unreadable_receipt(raw: Any, error: Exception) -> dict[str, Any]:
+    """A listed consumer return whose JSON does not validate, as far as its JSON tells."""
+    fields = raw if isinstance(raw, dict) else {}
+    originator = fields.get("originator") if isinstance(fields.get("originator"), dict) else {}
+    loop_id = (originator or {}).get("original_id") or fields.get("reference")
+    return {
+        "whiplash_return_id": fields.get("id"),
+        "loop_return_id": str(loop_id) if loop_id not in (None, "") else None,
+        "reason_code": INVALID_WHIPLASH_DATA,
+        "detail": getattr(error, "message", str(error)),
+        "updated_at": _parse_time(fields.get("updated_at")),
+    }
+
+
+def _unreadable_loop_return(cr: Any, loop_id: str, error: Exception) -> dict[str, Any]:
+    """A final receipt whose Loop return could not be read (an HTML page, a malformed record)."""
+    return {
+        "whiplash_return_id": cr.id,
+        "loop_return_id": loop_id,
+        "reason_code": INVALID_LOOP_DATA,
+        "detail": getattr(error, "message", str(error)),
+        "updated_at": cr.updated_at,
+    }
+
+
+def _parse_time(value: Any) -> datetime | None:
+    from include.returns_sync.models._base import _to_utc
+
+    try:
+        return _to_utc(value)
+    except ValueError:
+        return None
+
+
+def _watermark_after(window_end: datetime, unreadable: list[dict[str, Any]]) -> datetime | None:
+    """How far the watermark may move: never past a receipt left undecided (None: not at all)."""
+    stamps = [row["updated_at"] for row in unreadable]
+    if any(stamp is None for stamp in stamps):
+        return None
+    return min([window_end, *stamps])
+
+
+def _unreadable_buckets(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    buckets: dict[str, list[str]] = {}
+    for row in rows:
+        buckets.setdefault(row["reason_code"], []).append(str(row["whiplash_return_id"]))
+    return {k: sorted(v) for k, v in sorted(buckets.items())}
 
 
 def _count(values: Any) -> dict[str, int]:

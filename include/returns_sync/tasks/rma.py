@@ -51,6 +51,7 @@ def collect_batches(
     if window is not None:
         loop = runtime.loop_hook()
         start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+        malformed: list[dict[str, Any]] = []  # travel as listed; create_rmas reports each one
         returns = [
             r.model_dump(mode="json")
             for r in loop.list_returns(
@@ -59,9 +60,11 @@ def collect_batches(
                 filter_field="updated_at",
                 state="open",
                 page_size=settings.loop_page_size,
+                on_invalid=lambda raw, _error: malformed.append(_as_record(raw)),
             )
         ]
-    listed = {r["id"] for r in returns}
+        returns += malformed
+    listed = {str(r.get("id")) for r in returns}
     ids = [str(i) for i in explicit_ids]
     if include_retries:
         ids += runtime.state_store().retry_candidates(limit=settings.batch_size * 5)
@@ -88,16 +91,20 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     vendor_error = runtime.vendor_error()
     store = runtime.state_store()
     settings = runtime.rma_settings(dry_run=dry_run or None)
-    returns, problems = [], []
+    returns, problems, malformed = [], [], []
     for raw in batch.get("returns", []):
         try:
             returns.append(LoopReturn.model_validate(raw))
         except ValueError as exc:  # one malformed return must not sink the batch
-            problems.append(_invalid(raw, exc))
+            malformed.append(_invalid(raw, exc))
+    # Recorded (so later runs retry them by id) when they name a Loop return id; else reported.
+    problems += [r for r in malformed if not r.loop_return_id.isdigit()]
+    missing = [r for r in malformed if r.loop_return_id.isdigit()]
     if batch.get("ids"):
-        found, missing = fetch_by_ids(runtime.loop_hook(), batch["ids"], vendor_error)
+        found, not_read = fetch_by_ids(runtime.loop_hook(), batch["ids"], vendor_error)
         returns += found
-        problems += record_not_found(store, missing, source=source, settings=settings)
+        missing += not_read
+    problems += record_not_found(store, missing, source=source, settings=settings)
     report = sync_returns(
         returns,
         whiplash=runtime.whiplash_hook(),
@@ -110,15 +117,31 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     return [r.to_row() for r in report.results]
 
 
+def _as_record(raw: Any) -> dict[str, Any]:
+    """A listed element that is not even an object still travels (and is reported) as one."""
+    return raw if isinstance(raw, dict) else {"id": None, "element": repr(raw)[:200]}
+
+
 def _invalid(raw: dict[str, Any], exc: ValueError) -> Any:
+    """The report row of a Loop return whose JSON did not validate: which fields, and why."""
+    from pydantic import ValidationError
+
     from include.returns_sync.domain.mapping import UnmappableReason
     from include.returns_sync.domain.rma import UNMAPPABLE, RmaResult
 
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or 'record'}: {issue['msg']}"
+            for issue in exc.errors()[:3]
+        )
+    else:
+        problems = str(exc).splitlines()[0]
+    raw_id = raw.get("id")
     return RmaResult(
-        loop_return_id=str(raw.get("id", "?")),
+        loop_return_id=str(raw_id).strip() if raw_id not in (None, "") else "?",
         outcome=UNMAPPABLE,
         reason_code=str(UnmappableReason.INVALID_LOOP_DATA),
-        detail=str(exc).splitlines()[0][:300],
+        detail=f"Loop sent a return that does not validate ({problems})"[:300],
     )
 
 

@@ -1,0 +1,1 @@
+"""Deployment helpers run by the compose init job and by operators during upgrades."""

@@ -1,0 +1,180 @@
+"""The webhook FastAPI app: `POST /webhooks/loop` and `POST /webhooks/whiplash`.
+
+The plugin mounts it at `/returns-sync` in the Airflow API server, which applies no Airflow
+authentication to plugin apps: every request is authenticated here, by its signature.
+
+Per request, in this order: body over 1 MiB -> 413 (checked on Content-Length, then while
+reading, so a large body is never buffered); no usable secret -> 503 (misconfiguration, the
+vendor retries); missing or wrong signature -> 401; not a payload we accept -> 400 with the
+reason; storing fails -> 503; otherwise the event is in the state store and the answer is 200
+(`accepted`, `duplicate` or `ignored` when it needs no work). Logs carry the vendor, event,
+resource id and inbox id; never a secret, a header value or the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from include.returns_sync.webhooks.inbox import InboxStore, accept
+from include.returns_sync.webhooks.payloads import (
+    LOOP,
+    WHIPLASH,
+    PayloadError,
+    WebhookEvent,
+    parse_loop,
+    parse_whiplash,
+)
+from include.returns_sync.webhooks.secrets import (
+    ConnectionSecrets,
+    SecretSource,
+    SecretsUnavailable,
+    SigningKeys,
+)
+from include.returns_sync.webhooks.signatures import (
+    LOOP_SIGNATURE_HEADER,
+    WHIPLASH_SIGNATURE_HEADER,
+    verify_loop,
+    verify_whiplash,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+SIGNATURE_HEADERS = {LOOP: LOOP_SIGNATURE_HEADER, WHIPLASH: WHIPLASH_SIGNATURE_HEADER}
+_PARSERS: dict[str, Callable[[bytes], WebhookEvent]] = {LOOP: parse_loop, WHIPLASH: parse_whiplash}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_store() -> InboxStore:
+    from include.returns_sync import runtime
+
+    store: InboxStore = runtime.state_store()
+    return store
+
+
+class WebhookReceiver:
+    """Everything an endpoint does once the body is read: verify, validate, store.
+
+    :param store: returns the state store (called per request; `runtime.state_store` caches).
+    :param secrets: where the signing secrets come from (default: the Airflow connections).
+    """
+
+    def __init__(
+        self,
+        store: Callable[[], InboxStore] = _default_store,
+        secrets: SecretSource | None = None,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets if secrets is not None else ConnectionSecrets()
+
+    def receive(self, source: str, body: bytes, signature: str | None) -> Reply:
+        """The answer to one delivery from `source` ("loop" or "whiplash")."""
+        header = SIGNATURE_HEADERS[source]
+        try:
+            keys = self._secrets.keys(source)
+        except SecretsUnavailable as exc:
+            log.error("Cannot verify %s webhooks: %s", source, exc)
+            return Reply(503, {"detail": f"{source} webhook verification is not configured"})
+        if not signature:
+            log.warning("Rejected %s webhook: no %s header", source, header)
+            return Reply(401, {"detail": f"missing {header} header"})
+        if not self._verified(source, body, signature, keys):
+            log.warning("Rejected %s webhook: %s does not match the body", source, header)
+            return Reply(401, {"detail": f"{header} does not match the request body"})
+        try:
+            event = _PARSERS[source](body)
+        except PayloadError as exc:
+            log.warning("Rejected %s webhook: %s", source, exc.reason)
+            return Reply(400, {"detail": exc.reason})
+        try:
+            accepted = accept(self._store(), event)
+        except Exception as exc:  # database down or locked: the vendor retries
+            # The type only: a database error's text can carry the statement's parameters.
+            log.error("Could not store %s webhook %s: %s", source, event.topic, type(exc).__name__)
+            return Reply(503, {"detail": "the event could not be stored; retry later"})
+        return Reply(
+            200,
+            {
+                "status": accepted.outcome,
+                "inbox_id": accepted.inbox_id,
+                **({"reason": accepted.no_work_reason} if accepted.no_work_reason else {}),
+            },
+        )
+
+    def _verified(self, source: str, body: bytes, signature: str, keys: SigningKeys) -> bool:
+        if _check(source, body, signature, keys):
+            return True
+        try:  # the secret may just have been rotated: re-read once, then decide
+            fresh = self._secrets.keys(source, refresh=True)
+        except SecretsUnavailable:
+            return False
+        return fresh != keys and _check(source, body, signature, fresh)
+
+
+def _check(source: str, body: bytes, signature: str, keys: SigningKeys) -> bool:
+    if source == LOOP:
+        return verify_loop(body, signature, keys.secrets)
+    return verify_whiplash(body, signature, keys.secrets, keys.client_id)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (BodyTooLarge) anything over `limit` bytes without buffering it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    receiver: WebhookReceiver | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
+    """The app the plugin mounts (no docs or schema routes: nothing to browse, less to probe)."""
+    handler = receiver if receiver is not None else WebhookReceiver()
+    app = FastAPI(title="returns-sync webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def deliver(source: str, request: Request) -> JSONResponse:
+        try:
+            body = await read_body(request, max_body_bytes)
+        except BodyTooLarge:
+            log.warning("Rejected %s webhook: body over %d bytes", source, max_body_bytes)
+            return JSONResponse(
+                {"detail": f"request body exceeds {max_body_bytes} bytes"}, status_code=413
+            )
+        signature = request.headers.get(SIGNATURE_HEADERS[source])
+        reply = await run_in_threadpool(handler.receive, source, body, signature)
+        return JSONResponse(reply.body, status_code=reply.status)
+
+    @app.post("/webhooks/loop")
+    async def loop_webhook(request: Request) -> JSONResponse:
+        """A Loop `label` webhook (`X-Loop-Signature`: base64 HMAC-SHA256 of the body)."""
+        return await deliver(LOOP, request)
+
+    @app.post("/webhooks/whiplash")
+    async def whiplash_webhook(request: Request) -> JSONResponse:
+        """A Whiplash `consumer_return.*` webhook (`X-WHIPLASH-SIGNATURE`: hex HMAC-SHA256)."""
+        return await deliver(WHIPLASH, request)
+
+    return app

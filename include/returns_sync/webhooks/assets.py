@@ -1,0 +1,47 @@
+"""The assets that carry webhook arrivals into Airflow's scheduler.
+
+Each vendor's inbox is an asset watched by a `WebhookInboxTrigger`; a DAG scheduled on it (with
+`AssetOrTimeSchedule`, next to its polling timetable) gets a run within seconds of a webhook.
+DAG files import this module at parse time, so it imports only the Airflow SDK and the trigger.
+
+`RETURNS_SYNC_WEBHOOK_POLL_SECONDS` (default 1) sets how often the triggerer reads the inbox.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Asset, AssetWatcher
+
+from include.returns_sync.webhooks.triggers import WebhookInboxTrigger
+
+WEBHOOK_URI_PREFIX = "returns_sync://webhooks/"
+POLL_SECONDS = float(os.environ.get("RETURNS_SYNC_WEBHOOK_POLL_SECONDS", "1") or 1)
+
+
+def webhook_asset(source: str) -> Asset:
+    """The asset of one vendor's inbox, with the watcher that turns arrivals into events."""
+    trigger = WebhookInboxTrigger(source=source, poll_interval=POLL_SECONDS)
+    return Asset(
+        f"{WEBHOOK_URI_PREFIX}{source}",
+        group="returns_sync",
+        watchers=[AssetWatcher(name=f"returns_sync_{source}_webhook_inbox", trigger=trigger)],
+    )
+
+
+LOOP_WEBHOOKS = webhook_asset("loop")
+WHIPLASH_WEBHOOKS = webhook_asset("whiplash")
+
+
+def webhook_only_run(context: Mapping[str, Any]) -> bool:
+    """True for a run that only webhook assets triggered: it drains the inbox and skips the
+    poll window (a scheduled, manual or otherwise asset-triggered run polls as before)."""
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    if getattr(run_type, "value", run_type) != "asset_triggered":
+        return False
+    events = context.get("triggering_asset_events") or {}
+    uris = [str(getattr(asset, "uri", "")) for asset in events]
+    return bool(uris) and all(uri.startswith(WEBHOOK_URI_PREFIX) for uri in uris)

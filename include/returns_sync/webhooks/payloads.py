@@ -1,0 +1,293 @@
+"""Typed webhook events: what a delivery says, its dedup key, and whether it starts work.
+
+Only the fields we rely on are validated (tolerant of everything else, strict about those), and
+only those are kept in the inbox: the vendors' payloads may carry customer data we do not need.
+
+* Loop `label` topic (contracts/loop/label-webhook.payload.yml): `topic` "label", `trigger`
+  `label.created`/`label.updated`, `id` (the Loop return id, string or integer), `label_status`,
+  `label_updated_at`. A label at `pre_transit` or later starts RMA creation; other statuses
+  (`new`, `failure`, `error`, `N/A`, or one Loop adds later) are accepted and need no work.
+* Whiplash `consumer_return.*` events (whiplash-api.md section 8): `{"event_name": ...,
+  "consumer_return": {"id", "status", "updated_at", ...}}`. `completed` and `status_changed`
+  start reconciliation; `created`, `deleted` and `unexpected` are accepted and need no work.
+  One documented example has no `event_name`; such a delivery is treated as a change of the
+  consumer return (reconciliation decides from the return's status).
+
+Duplicate deliveries are recognised by (topic, trigger, resource id, status, timestamp); the
+timestamp is normalised to UTC so the same instant written two ways is still one event.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from include.returns_sync.models import ELIGIBLE_LABEL_STATUSES
+
+LOOP = "loop"
+WHIPLASH = "whiplash"
+
+LOOP_TRIGGERS = ("label.created", "label.updated")
+#: Whiplash events we accept; the first two start reconciliation.
+WHIPLASH_WORK_EVENTS = frozenset({"consumer_return.completed", "consumer_return.status_changed"})
+WHIPLASH_EVENTS = WHIPLASH_WORK_EVENTS | {
+    "consumer_return.created",
+    "consumer_return.deleted",
+    "consumer_return.unexpected",
+}
+_ID_DIGITS = 20
+_STATUS_CHARS = frozenset(string.ascii_letters + string.digits + "_-/. ")
+_MAX_STATUS = 40
+
+
+class PayloadError(ValueError):
+    """The body is not a delivery we accept; `reason` names what was wrong (never a value)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One validated delivery, ready for the inbox."""
+
+    source: str  # "loop" | "whiplash"
+    topic: str  # the inbox topic: Loop trigger or Whiplash event name
+    resource_id: str  # Loop return id | Whiplash consumer return id
+    dedup_key: str
+    #: Why this event starts no work (None: it starts RMA creation / reconciliation).
+    no_work_reason: str | None
+    #: The fields kept in the inbox (nothing else from the vendor's body is stored).
+    stored: dict[str, Any] = field(repr=False)
+
+
+# --------------------------------------------------------------------------- field coercions
+
+
+def _digits_id(value: Any) -> str:
+    """A vendor id: a positive whole number, sent as an integer or a string of digits."""
+    if isinstance(value, bool):
+        raise ValueError("must be an id (digits), not a boolean")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise ValueError("must be an id (an integer or a string of digits)")
+    if not text.isascii() or not text.isdigit() or len(text) > _ID_DIGITS or int(text) == 0:
+        raise ValueError(f"must be a positive id of at most {_ID_DIGITS} digits")
+    return str(int(text))
+
+
+def _status_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    text = value.strip()
+    if not text or len(text) > _MAX_STATUS or not set(text) <= _STATUS_CHARS:
+        raise ValueError(f"must be a short status word (at most {_MAX_STATUS} characters)")
+    return text
+
+
+def _optional_status_code(value: Any) -> int | None:
+    """Whiplash's numeric status (25, 100, 200, 300, ...), as an integer or digits."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a whole number")
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise ValueError("must be a whole number of at most 6 digits")
+    return int(text)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """ISO 8601 (offset, `Z` or naive-as-UTC) -> aware UTC; null or empty -> None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time string") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _event_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 80:
+        raise ValueError("must be a Whiplash event name")
+    if value not in WHIPLASH_EVENTS:
+        shown = "".join(ch for ch in value if ch in _STATUS_CHARS)[:60]
+        raise ValueError(
+            f"event {shown!r} is not one we handle (expected one of {sorted(WHIPLASH_EVENTS)})"
+        )
+    return value
+
+
+VendorId = Annotated[str, BeforeValidator(_digits_id)]
+StatusText = Annotated[str, BeforeValidator(_status_text)]
+StatusCode = Annotated[int | None, BeforeValidator(_optional_status_code)]
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+EventName = Annotated[str | None, BeforeValidator(_event_name)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class LoopLabelPayload(_Payload):
+    """The Loop `label` topic fields we rely on."""
+
+    topic: Literal["label"]
+    trigger: Literal["label.created", "label.updated"]
+    id: VendorId
+    label_status: StatusText
+    label_updated_at: Timestamp = None
+
+
+class WhiplashReturnRef(_Payload):
+    """The consumer return inside a Whiplash event (the full API entity; we keep three fields)."""
+
+    id: VendorId
+    status: StatusCode = None
+    updated_at: Timestamp = None
+
+
+class WhiplashReturnPayload(_Payload):
+    """A Whiplash `consumer_return.*` notification."""
+
+    event_name: EventName = None
+    consumer_return: WhiplashReturnRef
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or PayloadError (not JSON, not an object, NaN, too deep)."""
+    if not body.strip():
+        raise PayloadError("the body is empty; expected a JSON object")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        document = json.loads(body, parse_constant=no_constants)
+    except RecursionError:
+        raise PayloadError("the body nests too deeply to be a webhook payload") from None
+    except (UnicodeDecodeError, ValueError):
+        raise PayloadError("the body is not valid JSON (UTF-8)") from None
+    if not isinstance(document, dict):
+        raise PayloadError(f"the body must be a JSON object, got a JSON {_json_kind(document)}")
+    return document
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _reason(error: ValidationError) -> str:
+    """Field paths and what was expected, without echoing the submitted values."""
+    parts = []
+    for detail in error.errors(include_input=False, include_url=False)[:3]:
+        where = ".".join(str(part) for part in detail["loc"]) or "body"
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def _stamp(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else "-"
+
+
+def parse_loop(body: bytes) -> WebhookEvent:
+    """A Loop `label` delivery, or PayloadError naming what is wrong."""
+    document = decode_json_object(body)
+    if document.get("topic") not in (None, "label"):
+        raise PayloadError(
+            "topic: only the 'label' topic is subscribed to this endpoint "
+            "(register label.created and label.updated)"
+        )
+    try:
+        label = LoopLabelPayload.model_validate(document)
+    except ValidationError as exc:
+        raise PayloadError(_reason(exc)) from None
+    eligible = {str(status) for status in ELIGIBLE_LABEL_STATUSES}
+    reason = None
+    if label.label_status not in eligible:
+        reason = f"label status {label.label_status!r} does not start RMA creation"
+    return WebhookEvent(
+        source=LOOP,
+        topic=label.trigger,
+        resource_id=label.id,
+        dedup_key="|".join(
+            (
+                label.topic,
+                label.trigger,
+                label.id,
+                label.label_status,
+                _stamp(label.label_updated_at),
+            )
+        ),
+        no_work_reason=reason,
+        stored={
+            "topic": label.topic,
+            "trigger": label.trigger,
+            "id": label.id,
+            "label_status": label.label_status,
+            "label_updated_at": _stamp(label.label_updated_at),
+        },
+    )
+
+
+def parse_whiplash(body: bytes) -> WebhookEvent:
+    """A Whiplash `consumer_return.*` delivery, or PayloadError naming what is wrong."""
+    document = decode_json_object(body)
+    try:
+        event = WhiplashReturnPayload.model_validate(document)
+    except ValidationError as exc:
+        raise PayloadError(_reason(exc)) from None
+    ref = event.consumer_return
+    name = event.event_name or "consumer_return"
+    reason = None
+    if event.event_name is not None and event.event_name not in WHIPLASH_WORK_EVENTS:
+        reason = f"{event.event_name} starts no reconciliation"
+    status = "-" if ref.status is None else str(ref.status)
+    return WebhookEvent(
+        source=WHIPLASH,
+        topic=name,
+        resource_id=ref.id,
+        dedup_key="|".join(
+            ("consumer_return", event.event_name or "-", ref.id, status, _stamp(ref.updated_at))
+        ),
+        no_work_reason=reason,
+        stored={
+            "event_name": event.event_name,
+            "consumer_return": {
+                "id": int(ref.id),
+                "status": ref.status,
+                "updated_at": _stamp(ref.updated_at),
+            },
+        },
+    )
+
+
+def needs_work(source: str, topic: str, stored: dict[str, Any]) -> str | None:
+    """For an event read back from the inbox: why it needs no work, or None when it does."""
+    if source == LOOP:
+        status = str(stored.get("label_status") or "")
+        if status in {str(s) for s in ELIGIBLE_LABEL_STATUSES}:
+            return None
+        return f"label status {status!r} does not start RMA creation"
+    if topic in WHIPLASH_WORK_EVENTS or topic == "consumer_return":
+        return None
+    return f"{topic} starts no reconciliation"

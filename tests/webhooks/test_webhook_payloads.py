@@ -1,0 +1,182 @@
+"""Payload validation: what we accept, the dedup key, which events start work, clear reasons."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from include.returns_sync.webhooks.payloads import (
+    PayloadError,
+    needs_work,
+    parse_loop,
+    parse_whiplash,
+)
+from tests.webhooks.support import consumer_return_payload, label_payload, php_json
+
+
+def body(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize("status", ["pre_transit", "in_transit", "out_for_delivery", "delivered"])
+def test_a_loop_label_at_pre_transit_or_later_starts_rma_creation(status: str) -> None:
+    event = parse_loop(php_json(label_payload("48000007", status)))
+    assert event.source == "loop"
+    assert event.topic == "label.updated"
+    assert event.resource_id == "48000007"
+    assert event.no_work_reason is None
+
+
+@pytest.mark.parametrize("status", ["new", "failure", "error", "N/A", "returned_to_sender"])
+def test_other_label_statuses_are_accepted_but_start_no_work(status: str) -> None:
+    event = parse_loop(body(label_payload(status=status)))
+    assert event.no_work_reason == f"label status {status!r} does not start RMA creation"
+
+
+def test_a_loop_return_id_may_be_an_integer() -> None:
+    assert parse_loop(body(label_payload(return_id=48000001))).resource_id == "48000001"  # type: ignore[arg-type]
+
+
+def test_the_loop_dedup_key_is_topic_trigger_id_status_and_utc_timestamp() -> None:
+    event = parse_loop(body(label_payload(label_updated_at="2026-03-01T07:00:00-05:00")))
+    assert event.dedup_key == "label|label.updated|48000001|pre_transit|2026-03-01T12:00:00+00:00"
+    same_instant = parse_loop(body(label_payload(label_updated_at="2026-03-01T12:00:00Z")))
+    assert same_instant.dedup_key == event.dedup_key
+
+
+def test_a_new_status_or_time_is_a_new_event_not_a_duplicate() -> None:
+    first = parse_loop(body(label_payload(status="pre_transit")))
+    moved = parse_loop(body(label_payload(status="in_transit")))
+    later = parse_loop(body(label_payload(label_updated_at="2026-03-01T12:00:01+00:00")))
+    assert len({first.dedup_key, moved.dedup_key, later.dedup_key}) == 3
+
+
+def test_only_the_fields_we_use_are_kept_from_a_loop_payload() -> None:
+    event = parse_loop(body(label_payload()))
+    assert set(event.stored) == {"topic", "trigger", "id", "label_status", "label_updated_at"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (label_payload(topic="return"), "topic: only the 'label' topic"),
+        (label_payload(trigger="return.created"), "trigger: Input should be"),
+        ({**label_payload(), "id": None}, "id: must be an id"),
+        (label_payload(return_id="48-001"), "id: must be a positive id"),
+        (label_payload(return_id="0"), "id: must be a positive id"),
+        ({**label_payload(), "id": True}, "id: must be an id (digits), not a boolean"),
+        (
+            {k: v for k, v in label_payload().items() if k != "label_status"},
+            "label_status: Field required",
+        ),
+        (label_payload(status=3), "label_status: must be a string"),  # type: ignore[arg-type]
+        (label_payload(status="<script>"), "label_status: must be a short status word"),
+        (label_payload(label_updated_at="yesterday"), "label_updated_at: must be an ISO 8601"),
+        (label_payload(label_updated_at=1700000000), "label_updated_at: must be an ISO 8601"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_malformed_loop_payload_is_rejected_with_a_reason(payload: dict, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_loop(body(payload))
+    assert caught.value.reason.startswith(reason) or reason in caught.value.reason
+
+
+def test_the_reason_never_echoes_the_submitted_value() -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_loop(body(label_payload(return_id="jane@example.com")))
+    assert "jane" not in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "the body is empty"),
+        (b"   ", "the body is empty"),
+        (b"not json", "not valid JSON"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, got a JSON array"),
+        (b'"label"', "must be a JSON object, got a JSON string"),
+        (b'{"topic": NaN}', "not valid JSON"),
+        (b"[" * 100_000, "nests too deeply"),
+    ],
+)
+def test_bodies_that_are_not_a_json_object_are_rejected(raw: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError, match=reason):
+        parse_loop(raw)
+
+
+@pytest.mark.parametrize(
+    "event_name", ["consumer_return.completed", "consumer_return.status_changed"]
+)
+def test_whiplash_completed_and_status_changed_start_reconciliation(event_name: str) -> None:
+    event = parse_whiplash(body(consumer_return_payload(event_name, id=180042)))
+    assert (event.source, event.topic, event.resource_id) == ("whiplash", event_name, "180042")
+    assert event.no_work_reason is None
+
+
+@pytest.mark.parametrize(
+    "event_name",
+    ["consumer_return.created", "consumer_return.deleted", "consumer_return.unexpected"],
+)
+def test_other_consumer_return_events_are_accepted_but_start_no_work(event_name: str) -> None:
+    assert parse_whiplash(body(consumer_return_payload(event_name))).no_work_reason == (
+        f"{event_name} starts no reconciliation"
+    )
+
+
+def test_a_whiplash_payload_without_event_name_is_treated_as_a_change_of_the_return() -> None:
+    payload = consumer_return_payload()
+    del payload["event_name"]
+    event = parse_whiplash(body(payload))
+    assert event.topic == "consumer_return"
+    assert event.no_work_reason is None
+
+
+def test_the_whiplash_dedup_key_is_event_id_status_and_utc_updated_at() -> None:
+    event = parse_whiplash(body(consumer_return_payload(id=180001, status=300)))
+    assert event.dedup_key == (
+        "consumer_return|consumer_return.completed|180001|300|2026-03-13T15:39:21+00:00"
+    )
+
+
+def test_customer_data_in_a_whiplash_payload_is_not_kept() -> None:
+    event = parse_whiplash(body(consumer_return_payload()))
+    assert "jane" not in json.dumps(event.stored)
+    assert event.stored["consumer_return"] == {
+        "id": 180001,
+        "status": 300,
+        "updated_at": "2026-03-13T15:39:21+00:00",
+    }
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (
+            {"event_name": "order.shipped", "order": {"id": 1}},
+            "event_name: event 'order.shipped' is not one we handle",
+        ),
+        ({"event_name": "consumer_return.completed"}, "consumer_return: Field required"),
+        (consumer_return_payload(id="abc"), "consumer_return.id: must be a positive id"),  # type: ignore[arg-type]
+        (consumer_return_payload(status="done"), "consumer_return.status: must be a whole number"),  # type: ignore[arg-type]
+        (
+            {"event_name": 5, "consumer_return": {"id": 1}},
+            "event_name: must be a Whiplash event name",
+        ),
+    ],
+)
+def test_a_malformed_whiplash_payload_is_rejected_with_a_reason(payload: dict, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_whiplash(body(payload))
+    assert reason in caught.value.reason
+
+
+def test_needs_work_agrees_with_the_parser_for_events_read_back_from_the_inbox() -> None:
+    for status in ("pre_transit", "new"):
+        event = parse_loop(body(label_payload(status=status)))
+        assert needs_work("loop", event.topic, event.stored) == event.no_work_reason
+    for name in ("consumer_return.completed", "consumer_return.created"):
+        event = parse_whiplash(body(consumer_return_payload(name)))
+        assert needs_work("whiplash", event.topic, event.stored) == event.no_work_reason
