@@ -69,33 +69,21 @@ def loop_returns_to_whiplash() -> None:
 
     @task(pool="loop_api")
     def collect(window: dict | None, params: dict, **context) -> list[dict]:
-        from include.returns_sync import runtime
         from include.returns_sync.tasks import rma
-        from include.returns_sync.webhooks import drain
 
-        explicit = [str(i) for i in params.get("return_ids") or []]
-        batches = rma.collect_batches(window, explicit, include_retries=window is not None)
-        if explicit or params.get("dry_run"):
-            return batches  # the inbox is drained by real runs only
-        # Claimed last, so a failure above leaves the webhook events waiting for a retry.
-        inbox = drain.claim("loop", f"{context['run_id']}/collect")
-        settings = runtime.poll_settings()
-        listed = drain.prefetch_loop_returns(
-            inbox, runtime.loop_hook(), page_size=settings.loop_page_size
+        return rma.collect_with_inbox(
+            window,
+            [str(i) for i in params.get("return_ids") or []],
+            dry_run=bool(params.get("dry_run")),
+            claimer=f"{context['run_id']}/collect",
         )
-        return drain.merge_into_batches(batches, inbox, settings.batch_size, listed)
 
     @task(pool="whiplash_api")
     def create_rmas(batch: dict, params: dict) -> list[dict]:
         from include.returns_sync.tasks import rma
-        from include.returns_sync.webhooks import drain
 
         source = "manual" if params.get("return_ids") else "poll"
-        if batch.get(drain.INBOX_KEY):
-            source = "webhook"
-        rows = rma.create_rmas(batch, source=source, dry_run=bool(params.get("dry_run")))
-        drain.finish(batch.get(drain.INBOX_KEY))  # the batch is handled: its webhooks are done
-        return rows
+        return rma.create_batch(batch, source=source, dry_run=bool(params.get("dry_run")))
 
     @task(outlets=[RMA_ASSET])
     def report(window: dict | None, results: list, params: dict, **context) -> dict:

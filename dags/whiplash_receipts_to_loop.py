@@ -76,21 +76,14 @@ def whiplash_receipts_to_loop() -> None:
     @task(pool="loop_api", outlets=[DECISIONS_ASSET])
     def reconcile_and_act(window: dict | None, params: dict, **context) -> dict:
         from include.returns_sync.tasks import receipts
-        from include.returns_sync.webhooks import drain
 
-        ids = [int(i) for i in params.get("consumer_return_ids") or []]
-        inbox = None
-        if not ids and not params.get("dry_run"):  # the inbox is drained by real runs only
-            inbox = drain.claim("whiplash", f"{context['run_id']}/reconcile_and_act")
-            ids = [int(i) for i in inbox.resource_ids]
-        summary = receipts.reconcile_and_act(
+        summary = receipts.run_with_inbox(
             dag_id=context["dag"].dag_id,
             run_id=context["run_id"],
             window=window,
-            consumer_return_ids=ids,
+            consumer_return_ids=[int(i) for i in params.get("consumer_return_ids") or []],
             dry_run=bool(params.get("dry_run")),
         )
-        drain.finish(inbox.event_ids if inbox else None)  # done only after the run's work
         context["outlet_events"][DECISIONS_ASSET].extra = {
             "verdicts": summary["verdicts"],
             "actions": summary["actions"],

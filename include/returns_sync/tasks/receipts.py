@@ -21,6 +21,7 @@ RECEIPT_WATERMARK = "whiplash_receipts_to_loop.updated_at"
 #: Reason codes of receipts that could not be read this run: reported, decided by a later run.
 INVALID_WHIPLASH_DATA = "INVALID_WHIPLASH_DATA"
 INVALID_LOOP_DATA = "INVALID_LOOP_DATA"
+LOOP_UNAVAILABLE = "LOOP_UNAVAILABLE"
 
 
 def plan_window(data_interval_end: datetime) -> dict[str, str]:
@@ -35,6 +36,33 @@ def plan_window(data_interval_end: datetime) -> dict[str, str]:
         initial_lookback=settings.initial_lookback,
     )
     return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def run_with_inbox(
+    *,
+    dag_id: str,
+    run_id: str,
+    window: dict[str, str] | None,
+    consumer_return_ids: Sequence[int],
+    dry_run: bool,
+) -> dict[str, Any]:
+    """`reconcile_and_act` of the DAG: given ids, or the window plus waiting Whiplash webhooks.
+
+    The inbox is drained by real runs only; its events are marked done only after the run's
+    work succeeded, so a failed run leaves them for the next one.
+    """
+    from include.returns_sync.webhooks import drain
+
+    ids = list(consumer_return_ids)
+    inbox = None
+    if not ids and not dry_run:
+        inbox = drain.claim("whiplash", f"{run_id}/reconcile_and_act")
+        ids = [int(i) for i in inbox.resource_ids]
+    summary = reconcile_and_act(
+        dag_id=dag_id, run_id=run_id, window=window, consumer_return_ids=ids, dry_run=dry_run
+    )
+    drain.finish(inbox.event_ids if inbox else None)
+    return summary
 
 
 def reconcile_and_act(
@@ -113,6 +141,7 @@ def reconcile_and_act(
     loop_returns: dict[int, Any] = {}
     contexts = []
     readable = []
+    unavailable: Exception | None = None
     for cr in undecided:
         record = records.get(cr.id)
         loop_id = record.loop_return_id if record else cr.loop_return_id
@@ -124,9 +153,15 @@ def reconcile_and_act(
                 current = None
             except vendor_error as exc:
                 if getattr(exc, "status", None) != 404:
-                    if not unreadable_record(exc):
+                    # Still failing after the client's retries (a 429 burst, an outage), or an
+                    # answer about this return alone that cannot be read: decide it later.
+                    if getattr(exc, "transient", False):
+                        unavailable, reason = exc, LOOP_UNAVAILABLE
+                    elif unreadable_record(exc):
+                        reason = INVALID_LOOP_DATA
+                    else:
                         raise
-                    unreadable.append(_unreadable_loop_return(cr, loop_id, exc))
+                    unreadable.append(_unreadable_loop_return(cr, loop_id, exc, reason))
                     continue
         readable.append(cr)
         if current is not None:
@@ -139,6 +174,8 @@ def reconcile_and_act(
                 known=record is not None,
             )
         )
+    if unavailable is not None and not readable:
+        raise unavailable  # Loop failed for every one of them: fail the task (retry, alert)
     result = reconcile(
         expected_frame((wid, r) for wid, r in loop_returns.items()),
         received_frame(readable),
@@ -257,12 +294,13 @@ def _unreadable_receipt(raw: Any, error: Exception) -> dict[str, Any]:
     }
 
 
-def _unreadable_loop_return(cr: Any, loop_id: str, error: Exception) -> dict[str, Any]:
-    """A final receipt whose Loop return could not be read (an HTML page, a malformed record)."""
+def _unreadable_loop_return(cr: Any, loop_id: str, error: Exception, reason: str) -> dict[str, Any]:
+    """A final receipt whose Loop return could not be read (no answer, an HTML page, a malformed
+    record)."""
     return {
         "whiplash_return_id": cr.id,
         "loop_return_id": loop_id,
-        "reason_code": INVALID_LOOP_DATA,
+        "reason_code": reason,
         "detail": getattr(error, "message", str(error)),
         "updated_at": cr.updated_at,
     }

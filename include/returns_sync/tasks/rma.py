@@ -83,6 +83,39 @@ def collect_batches(
     return batches or [{"returns": [], "ids": []}]
 
 
+def collect_with_inbox(
+    window: dict[str, str] | None, explicit_ids: Sequence[str], *, dry_run: bool, claimer: str
+) -> list[dict[str, Any]]:
+    """`collect` of the RMA DAG: the window's and given returns, plus waiting Loop webhooks.
+
+    The inbox is drained by real runs only, and claimed last, so a failure before it leaves the
+    webhook events waiting for a retry; they are marked done by `create_batch` once their batch
+    was handled.
+    """
+    from include.returns_sync.webhooks import drain
+
+    batches = collect_batches(window, explicit_ids, include_retries=window is not None)
+    if explicit_ids or dry_run:
+        return batches
+    inbox = drain.claim("loop", claimer)
+    settings = runtime.poll_settings()
+    listed = drain.prefetch_loop_returns(
+        inbox, runtime.loop_hook(), page_size=settings.loop_page_size
+    )
+    return drain.merge_into_batches(batches, inbox, settings.batch_size, listed)
+
+
+def create_batch(batch: dict[str, Any], *, source: str, dry_run: bool) -> list[dict[str, Any]]:
+    """`create_rmas` of the RMA DAG: one batch, then its webhook events are done."""
+    from include.returns_sync.webhooks import drain
+
+    if batch.get(drain.INBOX_KEY):
+        source = "webhook"
+    rows = create_rmas(batch, source=source, dry_run=dry_run)
+    drain.finish(batch.get(drain.INBOX_KEY))
+    return rows
+
+
 def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> list[dict[str, Any]]:
     """Create or adopt the RMA of every eligible return in one batch; one result per return."""
     from include.returns_sync.domain.rma import fetch_by_ids, record_not_found, sync_returns
