@@ -194,7 +194,12 @@ def finalize(
     """
     from include.returns_sync.domain.rma import RmaReport, RmaResult
 
-    results = [list(batch) for batch in results]
+    # Index the mapped results instead of iterating: Airflow's lazy XCom sequence ends an
+    # iteration by asking for one item too many, which logs an "XCom not found" error.
+    if isinstance(results, Sequence):
+        results = [list(results[i]) for i in range(len(results))]
+    else:
+        results = [list(batch) for batch in results]
     report = RmaReport()
     for batch in results:
         for row in batch:
