@@ -126,9 +126,10 @@ class Row:
 
 
 class SortedServer:
-    """A fake list endpoint: rows with updated_at >= bound, sorted (updated_at, id), paged.
+    """A fake list endpoint: rows matching the Ransack predicates, sorted (updated_at, id).
 
-    `on_fetch` may mutate rows between requests, as a live system does.
+    Serves the first page only (the walk never asks for another). `on_fetch` may mutate rows
+    between requests, as a live system does.
     """
 
     def __init__(self, rows: list[Row], on_fetch: Any = None) -> None:
@@ -136,21 +137,28 @@ class SortedServer:
         self.on_fetch = on_fetch
         self.requests = 0
 
-    def fetch(self, bound: datetime | None, page: int, per_page: int) -> list[Row]:
+    def fetch(self, predicates: dict[str, Any], per_page: int) -> list[Row]:
         self.requests += 1
         if self.on_fetch:
             self.on_fetch(self)
+        tests = {
+            "updated_at_gteq": lambda r, v: r.updated_at >= v,
+            "updated_at_gt": lambda r, v: r.updated_at > v,
+            "updated_at_eq": lambda r, v: r.updated_at == v,
+            "id_gt": lambda r, v: r.id > v,
+        }
+        assert set(predicates) <= set(tests), predicates
         matching = sorted(
-            (r for r in self.rows if bound is None or r.updated_at >= bound),
+            (r for r in self.rows if all(tests[k](r, v) for k, v in predicates.items())),
             key=lambda r: (r.updated_at, r.id),
         )
-        return [Row(r.id, r.updated_at) for r in matching[(page - 1) * per_page : page * per_page]]
+        return [Row(r.id, r.updated_at) for r in matching[:per_page]]
 
 
 def walk(server: SortedServer, per_page: int, since: datetime | None = None) -> list[Row]:
     return list(
         whiplash_updated_since(
-            lambda bound, page: (server.fetch(bound, page, per_page), per_page),
+            lambda predicates: (server.fetch(predicates, per_page), per_page),
             per_page,
             since,
             key=lambda row: (row.id, row.updated_at),

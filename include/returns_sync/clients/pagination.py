@@ -107,45 +107,48 @@ def whiplash_pages(
 
 
 def whiplash_updated_since(
-    fetch_page: Callable[[datetime | None, int], tuple[list[T], int]],
+    fetch_page: Callable[[dict[str, Any]], tuple[list[T], int]],
     per_page: int,
     since: datetime | None,
     key: Callable[[T], tuple[object, datetime | None]],
 ) -> Iterator[T]:
-    """Walk records sorted by `updated_at` ascending with a moving lower bound (keyset).
+    """Walk records in `(updated_at, id)` order with a pure keyset cursor: no page numbers.
 
-    `fetch_page(lower_bound, page_number)` lists records with `updated_at >= lower_bound`
-    sorted ascending, with the effective page size (see `whiplash_pages`); `key(record)` gives
-    `(id, updated_at)`. After each page the bound moves to
-    the last `updated_at` seen and the walk restarts at page 1, skipping the records already
-    yielded at exactly that instant. Only when a full page holds nothing new (more records share
-    one instant than fit a page) does it step to the next page number.
+    `fetch_page(predicates)` returns the first page of records matching the Ransack
+    `predicates`, sorted by `updated_at asc, id asc`, with the effective page size (see
+    `whiplash_pages`); `key(record)` gives `(id, updated_at)`. After a full page the cursor is
+    its last record `(t, i)`: first the rest of the tie at `t` (`updated_at_eq t, id_gt i`), then
+    everything later (`updated_at_gt t`). Page numbers would let a row vanish when another row
+    leaves the page ahead of it during the walk (it is updated, so it moves to the end); a
+    keyset cannot skip a row. Each id is yielded once (its first version): a row changed during
+    the walk is seen again by the next poll's overlapping window.
     """
-    bound = since
-    seen_at_bound: set[object] = set()
-    page_number = 1
-    while True:
-        page, page_size = fetch_page(bound, page_number)
-        fresh = 0
+    seen: set[object] = set()
+
+    def fresh(page: list[T]) -> Iterator[T]:
         for record in page:
-            record_id, updated_at = key(record)
-            if updated_at is None:
+            record_id, _ = key(record)
+            if record_id not in seen:
+                seen.add(record_id)
                 yield record
-                fresh += 1
-                continue
-            if bound is not None and updated_at < bound:
-                continue
-            if updated_at == bound and record_id in seen_at_bound:
-                continue
-            yield record
-            fresh += 1
-            if updated_at != bound:
-                bound = updated_at
-                seen_at_bound = set()
-            seen_at_bound.add(record_id)
-        if len(page) < min(per_page, page_size):
+
+    query: dict[str, Any] = {} if since is None else {"updated_at_gteq": since}
+    while True:
+        page, page_size = fetch_page(query)
+        yield from fresh(page)
+        if len(page) < min(per_page, page_size) or not page:
             return
-        page_number = page_number + 1 if fresh == 0 else 1
+        last_id, last_at = key(page[-1])
+        if last_at is None:  # cannot move a cursor past a record without a time: stop safely
+            return
+        tie: dict[str, Any] = {"updated_at_eq": last_at, "id_gt": last_id}
+        while True:  # the rest of the records that share the last instant, by id
+            ties, tie_size = fetch_page(tie)
+            yield from fresh(ties)
+            if len(ties) < min(per_page, tie_size) or not ties:
+                break
+            tie = {"updated_at_eq": last_at, "id_gt": key(ties[-1])[0]}
+        query = {"updated_at_gt": last_at}
 
 
 def batched(values: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -332,15 +332,15 @@ class WhiplashHook(VendorHook):
             search = dict(base) if id_batch is None else {**base, "id_in": id_batch}
 
             def fetch(
-                bound: datetime | None, page: int, search: dict[str, Any] = search
+                predicates: dict[str, Any], search: dict[str, Any] = search
             ) -> tuple[list[ConsumerReturn | _Unreadable], int]:
                 query = dict(search)
-                if bound is not None:
-                    query["updated_at_gteq"] = _whiplash_time(bound)
+                for name, value in predicates.items():
+                    query[name] = _whiplash_time(value) if isinstance(value, datetime) else value
                 params: dict[str, Any] = {
-                    "sort": "updated_at asc",
+                    "sort": "updated_at asc,id asc",
                     "per_page": per_page,
-                    "page": page,
+                    "page": 1,
                 }
                 if query:
                     params["search"] = _search_json(query)
