@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,22 @@ def poll_settings() -> PollSettings:
         max_unmappable=env_int("RETURNS_SYNC_MAX_UNMAPPABLE", 50) or 0,
         loop_page_size=min(750, max(1, env_int("RETURNS_SYNC_LOOP_PAGE_SIZE", 750) or 750)),
     )
+
+
+def planned_window(watermark_name: str, end: datetime) -> dict[str, str]:
+    """A poll window `[watermark - overlap, end)` from a durable watermark, for XCom."""
+    from include.returns_sync.domain.windows import poll_window
+
+    settings = poll_settings()
+    watermark = state_store().get_watermark(watermark_name)
+    start, stop = poll_window(
+        watermark=watermark,
+        end=end,
+        overlap=settings.overlap,
+        initial_lookback=settings.initial_lookback,
+    )
+    log.info("Poll window %s -> %s (watermark %s = %s)", start, stop, watermark_name, watermark)
+    return {"start": start.isoformat(), "end": stop.isoformat()}
 
 
 def _minutes(name: str, default: int) -> int:

@@ -25,17 +25,8 @@ LOOP_UNAVAILABLE = "LOOP_UNAVAILABLE"
 
 
 def plan_window(data_interval_end: datetime) -> dict[str, str]:
-    from include.returns_sync.domain.windows import poll_window
-
-    settings = runtime.poll_settings()
-    watermark = runtime.state_store().get_watermark(RECEIPT_WATERMARK)
-    start, end = poll_window(
-        watermark=watermark,
-        end=data_interval_end,
-        overlap=settings.overlap,
-        initial_lookback=settings.initial_lookback,
-    )
-    return {"start": start.isoformat(), "end": end.isoformat()}
+    """The poll window `[watermark - overlap, data_interval_end)`, from the durable watermark."""
+    return runtime.planned_window(RECEIPT_WATERMARK, data_interval_end)
 
 
 def run_with_inbox(

@@ -21,18 +21,7 @@ POLL_WATERMARK = "loop_returns_to_whiplash.updated_at"
 
 def plan_window(data_interval_end: datetime) -> dict[str, str]:
     """The poll window `[watermark - overlap, data_interval_end)`, from the durable watermark."""
-    from include.returns_sync.domain.windows import poll_window
-
-    settings = runtime.poll_settings()
-    watermark = runtime.state_store().get_watermark(POLL_WATERMARK)
-    start, end = poll_window(
-        watermark=watermark,
-        end=data_interval_end,
-        overlap=settings.overlap,
-        initial_lookback=settings.initial_lookback,
-    )
-    log.info("Poll window %s -> %s (watermark %s)", start, end, watermark)
-    return {"start": start.isoformat(), "end": end.isoformat()}
+    return runtime.planned_window(POLL_WATERMARK, data_interval_end)
 
 
 def collect_batches(
