@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import write_section  # noqa: E402
+
 BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## RMA creation"
 TOKEN_ROUTE = "POST /oauth/token"
@@ -407,22 +409,6 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def write_section(text: str, path: Path = BENCHMARKS) -> None:
-    """Replace (or append) our section only; other sections of the file stay as they are."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = "".join(lines[end:])
-        updated = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(updated, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -457,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(free, limited, command)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text, BENCHMARKS)
         print(f"written to {BENCHMARKS.relative_to(ROOT)}", file=sys.stderr)
 
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import write_section  # noqa: E402
 from tests.webhooks.airflow_stack import RMA_DAG, WebhookPipeline  # noqa: E402
 
 # One API task at a time per vendor, as measured: the hooks throttle to 4.5/s (Loop) and 9/s.
@@ -184,19 +185,6 @@ def report(samples: list[Sample], args: argparse.Namespace, setup_s: float) -> s
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the webhook section of docs/BENCHMARKS.md; other sections stay."""
-    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        tail = current[end + 1 :] if end != -1 else ""
-        updated = current[:start] + text + ("\n" + tail if tail else "")
-    BENCHMARKS.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30, help="spaced webhooks (default 30)")
@@ -230,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     print("latencies:", ", ".join(f"{s.total:.1f}" for s in samples))
     print("median:", f"{statistics.median(s.total for s in samples):.1f} s")
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text, BENCHMARKS)
         print(f"wrote the '{SECTION}' section of {BENCHMARKS}")
     return 0
 
