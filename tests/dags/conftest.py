@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -45,11 +46,19 @@ def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     return sandbox
 
 
+_PARSING = threading.Lock()
+
+
 def load_dag(dag_id: str) -> Any:
-    """A freshly parsed DAG: `dag.test(run_conf=...)` leaves the conf in the DAG's params."""
+    """A freshly parsed DAG: `dag.test(run_conf=...)` leaves the conf in the DAG's params.
+
+    Parsing is serialised: DagBag swaps modules in `sys.modules`, which two threads (the tests
+    that run two DAGs at once) must not do at the same time.
+    """
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    with _PARSING:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     return bag.get_dag(dag_id)
 
