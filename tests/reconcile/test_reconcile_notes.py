@@ -7,9 +7,16 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reconcile_builders import criteria, decide, note_of
+from reconcile_builders import consumer_return, criteria, decide, loop_return, note_of
 
-from include.returns_sync.reconcile import compose_note
+from include.returns_sync.reconcile import (
+    ReturnContext,
+    compose_note,
+    context_frame,
+    expected_frame,
+    received_frame,
+    reconcile,
+)
 from include.returns_sync.reconcile.notes import NOTE_MAX_CHARS, NoteLine
 
 
@@ -116,3 +123,55 @@ def test_every_note_is_under_255_characters_and_accounts_for_every_line(
             )
             == note
         )
+
+
+def test_the_batch_writes_the_same_notes_as_compose_note_whatever_their_length() -> None:
+    """flag_notes builds every note of a batch at once; compose_note is the reference."""
+    many = [(f"SKU-{i:03d}", 2) for i in range(50)]
+    receipts = {
+        1: (many, [(sku, 1, 0) for sku, _ in many]),  # 50 short lines: must be shortened
+        2: ([(f"NOTHING-{i:02d}", 1) for i in range(30)], []),  # nothing received, long list
+        3: ([("Y" * 60, 1), ("SKU-1", 1)], [("SKU-1", 0, 1), ("STRAY", 2, 1)]),
+        4: ([("SKU-1", 40)], [("SKU-1", 39, 0)]),  # over the value threshold as well
+        5: ([("SKU-1", 1)], [("SKU-1", 1, 0)]),  # processed: no note
+    }
+    pairs = [(wid, loop_return(f"L{wid}", exp)) for wid, (exp, _) in receipts.items()]
+    received = [consumer_return(wid, f"L{wid}", got) for wid, (_, got) in receipts.items()]
+    context = [ReturnContext(wid, f"L{wid}", "open", True) for wid in receipts]
+    rules = criteria(value_threshold="350")  # every unit is worth 10.00
+    result = reconcile(
+        expected_frame(pairs), received_frame(received), context_frame(context), rules
+    )
+
+    notes = result.verdicts.set_index("whiplash_return_id")
+    for wid in (1, 2, 3, 4):
+        lines = result.lines[result.lines["whiplash_return_id"] == wid]
+        discrepant = lines[(lines["missing"] > 0) | (lines["extra"] > 0) | (lines["damaged"] > 0)]
+        discrepant = discrepant.sort_values(["unexpected", "sku"], kind="stable")
+        codes = notes.loc[wid, "reason_codes"]
+        reference = compose_note(
+            list(
+                zip(
+                    discrepant["sku"].astype(str),
+                    discrepant["expected"],
+                    discrepant["good"],
+                    discrepant["damaged"],
+                    strict=True,
+                )
+            ),
+            nothing_received="NOTHING_RECEIVED" in codes,
+            expected_value=notes.loc[wid, "expected_value"]
+            if "OVER_VALUE_THRESHOLD" in codes
+            else None,
+            value_threshold=rules.value_threshold,
+        )
+        assert notes.loc[wid, "note"] == reference
+        assert len(reference) <= NOTE_MAX_CHARS
+    assert "more lines" in notes.loc[1, "note"]
+    assert notes.loc[2, "note"].startswith("Nothing received (receipt completed empty). Expected:")
+    assert notes.loc[3, "note"] == (
+        f"Expected 1 x SKU-1; received 1 damaged. Expected 1 x {'Y' * 39}…; received nothing. "
+        "Unexpected: 3 x STRAY (1 damaged)."
+    )
+    assert notes.loc[4, "note"].startswith("Expected value 400.00 is over the review threshold")
+    assert notes.loc[5, "note"] is None

@@ -7,11 +7,8 @@ whitespace and upper-casing; merchant aliases then map alternative SKUs onto a c
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Mapping
-
-_WHITESPACE = re.compile(r"\s+")
 
 #: The key used for an item that arrived (or was listed) without any SKU at all.
 BLANK_SKU = "<BLANK>"
@@ -21,8 +18,11 @@ def normalise_sku(raw: object, aliases: Mapping[str, str] | None = None) -> str:
     """Return the comparison key of a SKU; `aliases` maps normalised alias -> normalised SKU."""
     if raw is None:
         return BLANK_SKU
-    text = unicodedata.normalize("NFKC", str(raw))
-    text = _WHITESPACE.sub(" ", text).strip().upper()
+    text = str(raw)
+    if not text.isascii():  # NFKC leaves ASCII alone; most SKUs are ASCII
+        text = unicodedata.normalize("NFKC", text)
+    # str.split() splits on exactly the characters `\s` matches (str.isspace).
+    text = " ".join(text.split()).upper()
     if not text:
         return BLANK_SKU
     if aliases:

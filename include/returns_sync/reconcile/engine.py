@@ -159,56 +159,70 @@ def reconcile(
         expected["sku"], received["sku"], criteria.sku_aliases
     )
     width = max(len(skus), 1)
-    # Repeated keys are summed, never multiplied: each side is aggregated to one row per
-    # (return, SKU) key first, so the outer merge is one-to-one (and validated as such).
-    expected_side = _sum_by_key(
-        expected_return * width + expected_sku, expected=units, expected_value=value
+    # The outer join as one aggregation: both sides' keys are grouped together, so repeated
+    # keys are summed (never multiplied) and a key found on one side only gets zeros from
+    # the other.
+    key, sums = _outer_sums(
+        expected_return * width + expected_sku,
+        received_return * width + received_sku,
+        expected={"expected": units, "expected_value": value},
+        received={"good": good, "damaged": damaged},
     )
-    received_side = _sum_by_key(received_return * width + received_sku, good=good, damaged=damaged)
-    merged = expected_side.merge(
-        received_side,
-        how="outer",
-        left_index=True,
-        right_index=True,
-        sort=True,
-        validate="one_to_one",
-    )
-    lines, position = _line_table(merged, width, return_ids, loop_ids, skus)
+    lines, position = _line_table(key, sums, width, return_ids, loop_ids, skus)
     verdicts = _verdicts(lines, position, return_ids, loop_ids, context, criteria)
     return Reconciliation(lines=lines, verdicts=verdicts)
 
 
-def _sum_by_key(key: IntArray, **columns: npt.NDArray[Any]) -> pd.DataFrame:
-    """Sum each column per distinct key; the result is indexed by the sorted distinct keys.
+def _outer_sums(
+    expected_key: IntArray,
+    received_key: IntArray,
+    *,
+    expected: Mapping[str, npt.NDArray[Any]],
+    received: Mapping[str, npt.NDArray[Any]],
+) -> tuple[IntArray, dict[str, npt.NDArray[Any]]]:
+    """The sorted distinct keys of both sides, and each side's columns summed per key.
 
-    Sorting (np.unique) rather than hashing keeps both sides monotonic, which makes the
-    outer merge a linear walk instead of a hash join.
+    A stable argsort is nearly linear here: frames.py delivers each side sorted by return and
+    SKU, so the stacked keys are two long sorted runs (hand-built frames merely cost a real
+    sort).
     """
-    distinct, inverse = np.unique(key, return_inverse=True)
-    sums: dict[str, npt.NDArray[Any]] = {}
-    for name, values in columns.items():
-        summed = np.bincount(inverse, weights=values, minlength=len(distinct))
-        sums[name] = np.rint(summed).astype(np.int64) if values.dtype.kind in "iu" else summed
-    return pd.DataFrame(sums, index=pd.Index(distinct, name="key"))
+    key = np.concatenate([expected_key, received_key])
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    group = np.empty(len(key), dtype=np.int64)
+    group[order] = np.cumsum(first) - 1
+    distinct = ordered[first]
+    split = len(expected_key)
+    sums = {
+        name: _summed(group[:split], values, len(distinct)) for name, values in expected.items()
+    }
+    for name, values in received.items():
+        sums[name] = _summed(group[split:], values, len(distinct))
+    return distinct, sums
+
+
+def _summed(group: IntArray, values: npt.NDArray[Any], groups: int) -> npt.NDArray[Any]:
+    """np.bincount sums in float64, exact for whole numbers below 2**53: back to ints."""
+    summed = np.bincount(group, weights=values, minlength=groups)
+    return summed.astype(np.int64) if values.dtype.kind in "iu" else summed
 
 
 def _line_table(
-    merged: pd.DataFrame,
+    key: IntArray,
+    sums: dict[str, npt.NDArray[Any]],
     width: int,
     return_ids: IntArray,
     loop_ids: pd.Series,
     skus: pd.Index,
 ) -> tuple[pd.DataFrame, IntArray]:
     """Lines with their derived columns, and each line's position in the sorted context."""
-    key = merged.index.to_numpy(dtype=np.int64)
-    expected = merged["expected"].fillna(0).to_numpy(dtype=np.int64)
-    good = merged["good"].fillna(0).to_numpy(dtype=np.int64)
-    damaged = merged["damaged"].fillna(0).to_numpy(dtype=np.int64)
-    value = merged["expected_value"].fillna(0.0).to_numpy(dtype=np.float64)
+    expected, good, damaged = sums["expected"], sums["good"], sums["damaged"]
     received = good + damaged
     keep = (expected > 0) | (received > 0)
-    key, expected, good, damaged, value, received = (
-        column[keep] for column in (key, expected, good, damaged, value, received)
+    key, expected, good, damaged, received = (
+        column[keep] for column in (key, expected, good, damaged, received)
     )
     position = key // width
     lines = pd.DataFrame(
@@ -222,8 +236,9 @@ def _line_table(
             "missing": np.maximum(expected - received, 0),
             "extra": np.maximum(received - expected, 0),
             "unexpected": expected == 0,
-            "expected_value": value,
-        }
+            "expected_value": sums["expected_value"][keep],
+        },
+        copy=False,  # fresh arrays: no need to copy them into consolidated blocks
     )
     return lines, position
 
@@ -238,28 +253,31 @@ def _verdicts(
 ) -> pd.DataFrame:
     """Totals per return with np.bincount, reasons as a bit mask, then verdict and note."""
     count = len(return_ids)
-    of_expected_sku = ~lines["unexpected"].to_numpy()
+    column = {name: lines[name].to_numpy() for name in _UNIT_COLUMNS}
+    on_unexpected_sku = lines["unexpected"].to_numpy()
 
-    def total(values: Any, where: BoolArray | None = None) -> IntArray:
-        weights = np.asarray(values, dtype=np.float64)
-        if where is not None:
-            weights = np.where(where, weights, 0.0)
-        summed = np.bincount(position, weights=weights, minlength=count)
-        return np.rint(summed).astype(np.int64)
+    def total(weights: npt.NDArray[Any]) -> IntArray:
+        # Float sums of whole numbers are exact below 2**53.
+        return np.bincount(position, weights=weights, minlength=count).astype(np.int64)
 
-    totals = {name: total(lines[name]) for name in _UNIT_COLUMNS}
+    totals = {name: total(column[name]) for name in _UNIT_COLUMNS}
     received = totals["good"] + totals["damaged"]
-    unexpected_units = received - total(lines["good"] + lines["damaged"], of_expected_sku)
-    damaged_expected = total(lines["damaged"], of_expected_sku)
-    extra_expected = total(lines["extra"], of_expected_sku)
-    value = np.bincount(
+    unexpected_units = total(
+        np.where(on_unexpected_sku, column["good"] + column["damaged"], 0).astype(np.float64)
+    )
+    damaged_expected = totals["damaged"] - total(
+        np.where(on_unexpected_sku, column["damaged"], 0).astype(np.float64)
+    )
+    # On a line of an unexpected SKU every unit received is extra.
+    extra_expected = totals["extra"] - unexpected_units
+    summed_value = np.bincount(
         position, weights=lines["expected_value"].to_numpy(np.float64), minlength=count
-    ).astype(np.float64)
+    )
+    # Micro-units, so float sums of cents never tip over a threshold.
+    value: npt.NDArray[np.float64] = summed_value.astype(np.float64).round(6)
 
     known = flags(context, "known")
-    state_codes, states = pd.factorize(context["loop_state"], use_na_sentinel=True)
-    open_codes = [code for code, state in enumerate(states) if _is_open(state)]
-    is_open = np.isin(state_codes, open_codes)
+    is_open = _open_states(context["loop_state"])
     unknown = ~known
     not_actionable = known & ~is_open
     actionable = known & is_open
@@ -285,43 +303,69 @@ def _verdicts(
     # Codes into _VERDICT_ORDER (process, flag, skip), decided without touching strings.
     verdict_code = np.where(actionable, np.where(flagged, 1, 0), 2).astype(np.int8)
 
-    verdicts = pd.DataFrame(
-        {
-            "whiplash_return_id": return_ids,
-            "loop_return_id": loop_ids.reset_index(drop=True),
-            "verdict": pd.Categorical.from_codes(verdict_code, categories=_VERDICT_ORDER),
-            "reason_codes": _reason_tuples(mask),
-            "note": pd.Series([None] * count, dtype=object),
-            **totals,
-            "unexpected_units": unexpected_units,
-            "expected_value": np.round(value, 6),
-        }
-    )
+    reason_codes = _reason_tuples(mask)
+    notes = np.full(count, None, dtype=object)
     if flagged.any():
-        verdicts.loc[flagged, "note"] = flag_notes(
-            lines[flagged[position]], verdicts.loc[flagged], criteria.value_threshold
+        discrepant = (column["missing"] > 0) | (column["extra"] > 0) | (column["damaged"] > 0)
+        notes[flagged] = flag_notes(
+            lines[discrepant & flagged[position]],
+            pd.DataFrame(
+                {
+                    "whiplash_return_id": return_ids[flagged],
+                    "reason_codes": reason_codes[flagged],
+                    "expected_value": value[flagged],
+                }
+            ),
+            criteria.value_threshold,
         )
-    return verdicts[list(VERDICT_COLUMNS)]
+    columns = {
+        "whiplash_return_id": return_ids,
+        "loop_return_id": loop_ids.reset_index(drop=True),
+        "verdict": pd.Categorical.from_codes(verdict_code, categories=_VERDICT_ORDER),
+        "reason_codes": reason_codes,
+        "note": pd.Series(notes, dtype=object),  # None, not NaN, where there is no note
+        **totals,
+        "unexpected_units": unexpected_units,
+        "expected_value": value,
+    }
+    return pd.DataFrame({name: columns[name] for name in VERDICT_COLUMNS}, copy=False)
 
 
-def _is_open(state: object) -> bool:
-    return isinstance(state, str) and state.strip().lower() == "open"
+def _open_states(states: pd.Series) -> BoolArray:
+    """Which Loop states are `open`, ignoring case and surrounding whitespace.
+
+    Nearly every state is exactly "open"; only the others are factorised and looked at.
+    """
+    values = np.asarray(states.to_numpy(dtype=object), dtype=object)
+    is_open = np.asarray(values == "open", dtype=bool)
+    others = np.flatnonzero(~is_open)
+    codes, distinct = pd.factorize(values[others], use_na_sentinel=True)
+    spelled_open = [
+        isinstance(state, str) and state.strip().lower() == "open" for state in distinct
+    ]
+    if any(spelled_open):
+        is_open[others[np.isin(codes, np.flatnonzero(spelled_open))]] = True
+    return is_open
 
 
 def _over_threshold(value: npt.NDArray[np.float64], criteria: Criteria) -> BoolArray:
-    """Compare at micro-unit precision so float sums of cents never tip over the line."""
+    """Which returns' (rounded) expected value is over the review threshold, if one is set."""
     if criteria.value_threshold is None:
         return np.zeros(len(value), dtype=bool)
-    return np.asarray(np.round(value, 6) > float(criteria.value_threshold), dtype=bool)
+    return np.asarray(value > float(criteria.value_threshold), dtype=bool)
 
 
-def _reason_tuples(mask: IntArray) -> pd.Series:
-    """Decode bit masks into tuples of codes; there are few distinct masks, so decode each once."""
-    distinct, inverse = np.unique(mask, return_inverse=True)
-    decoded = np.empty(len(distinct), dtype=object)
-    for index, bits in enumerate(distinct):
-        decoded[index] = tuple(str(code) for code in _REASONS if bits & _BIT[code])
-    return pd.Series(decoded[inverse.reshape(-1)], dtype=object)
+def _reason_tuples(mask: IntArray) -> npt.NDArray[np.object_]:
+    """Decode bit masks into tuples of codes; each mask that occurs is decoded once.
+
+    Masks are below 2**len(ReasonCode), so a table indexed by the mask replaces a sort.
+    """
+    present = np.flatnonzero(np.bincount(mask, minlength=1))
+    table = np.empty(int(present[-1]) + 1 if len(present) else 1, dtype=object)
+    for bits in present.tolist():
+        table[bits] = tuple(str(code) for code in _REASONS if bits & _BIT[code])
+    decoded: npt.NDArray[np.object_] = table[mask]
+    return decoded
 
 
 def _canonical_skus(
@@ -329,28 +373,41 @@ def _canonical_skus(
 ) -> tuple[IntArray, IntArray, pd.Index]:
     """Map both SKU columns onto one sorted vocabulary of canonical SKUs.
 
-    Normalisation runs once per distinct raw SKU, not per row. A Loop unit without a SKU is
-    `<NO SKU>` and a Whiplash item without one `<BLANK>`, so the two never match each other.
+    Normalisation runs once per distinct raw spelling of the whole batch, not per row. A Loop
+    unit without a SKU is `<NO SKU>` and a Whiplash item without one `<BLANK>`, so the two
+    never match each other.
     """
-    expected_codes, expected_raw = pd.factorize(expected, use_na_sentinel=True)
-    received_codes, received_raw = pd.factorize(received, use_na_sentinel=True)
-    known: dict[object, str] = {}
-
-    def canonical(raw: object, blank: str) -> str:
-        if raw not in known:
-            known[raw] = normalise_sku(raw, aliases)
-        sku = known[raw]
-        return blank if sku in (BLANK_SKU, NO_SKU) else sku
-
-    expected_canon = [canonical(raw, NO_SKU) for raw in expected_raw.tolist()] + [NO_SKU]
-    received_canon = [canonical(raw, BLANK_SKU) for raw in received_raw.tolist()] + [BLANK_SKU]
+    expected_codes, expected_raw = _spellings(expected)
+    received_codes, received_raw = _spellings(received)
+    spelled = len(expected_raw)
+    raw_codes, distinct_raw = pd.factorize(np.array(expected_raw + received_raw, dtype=object))
+    canonical = [normalise_sku(raw, aliases) for raw in distinct_raw.tolist()]
     vocabulary_codes, vocabulary = pd.factorize(
-        np.array(expected_canon + received_canon, dtype=object), sort=True
+        np.array([*canonical, NO_SKU, BLANK_SKU], dtype=object), sort=True
     )
-    expected_map = vocabulary_codes[: len(expected_canon)]
-    received_map = vocabulary_codes[len(expected_canon) :]
+    no_sku, blank = vocabulary_codes[-2:]
+    per_spelling = vocabulary_codes[:-2][raw_codes]
+    without_sku = (per_spelling == no_sku) | (per_spelling == blank)
+    # The last entry of each map is for missing values (factorize's -1 sentinel).
+    expected_map = np.append(
+        np.where(without_sku[:spelled], no_sku, per_spelling[:spelled]), no_sku
+    )
+    received_map = np.append(np.where(without_sku[spelled:], blank, per_spelling[spelled:]), blank)
     return (
         expected_map[expected_codes].astype(np.int64),
         received_map[received_codes].astype(np.int64),
         pd.Index(vocabulary, dtype="str"),
     )
+
+
+def _spellings(skus: pd.Series) -> tuple[IntArray, list[object]]:
+    """Each row's code into the list of distinct raw spellings (-1 for a missing SKU).
+
+    frames.py hands over categoricals, whose codes and categories are exactly that.
+    """
+    if isinstance(skus.dtype, pd.CategoricalDtype):
+        codes, distinct = skus.cat.codes.to_numpy(), skus.cat.categories.tolist()
+    else:
+        factorised, uniques = pd.factorize(skus, use_na_sentinel=True)
+        codes, distinct = factorised, list(uniques)
+    return codes.astype(np.int64), distinct

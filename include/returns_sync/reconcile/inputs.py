@@ -112,34 +112,46 @@ def loop_return_ids(
 
     The two must agree where both are given, and `expected` must name one Loop return per
     Whiplash return: a mismatch means the batch was assembled wrongly. Works on factorised
-    codes (min and max code per return), so it costs two passes over integer arrays.
+    codes: any one code per return is kept, and a row whose code differs from it disagrees.
     """
     count = len(context)
     whiplash_ids = context["whiplash_return_id"].to_numpy()
-    from_context = context["loop_return_id"].astype("str").reset_index(drop=True)
-    codes, uniques = pd.factorize(expected["loop_return_id"], use_na_sentinel=True)
-    labels = np.asarray(pd.Index(uniques).astype("str"), dtype=object)
+    codes, labels = _factorised(expected["loop_return_id"])
     named = codes >= 0
-    lowest = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
-    highest = np.full(count, -1, dtype=np.int64)
-    np.minimum.at(lowest, expected_return[named], codes[named])
-    np.maximum.at(highest, expected_return[named], codes[named])
-    found = highest >= 0
-    if (found & (lowest != highest)).any():
+    chosen = np.full(count, -1, dtype=np.int64)
+    chosen[expected_return[named]] = codes[named]
+    conflict = chosen[expected_return[named]] != codes[named]
+    if conflict.any():
+        conflicting = np.unique(expected_return[named][conflict])
         raise ReconciliationInputError(
             "expected: several loop_return_id values for whiplash_return_id "
-            f"{few(whiplash_ids[found & (lowest != highest)])}"
+            f"{few(whiplash_ids[conflicting])}"
         )
-    names = np.full(count, None, dtype=object)
-    names[found] = labels[highest[found]]
-    from_expected = pd.Series(names, dtype="str")
-    disagree = from_context.notna() & from_expected.notna() & (from_context != from_expected)
+    found = chosen >= 0
+    from_expected = np.full(count, None, dtype=object)
+    from_expected[found] = labels[chosen[found]]
+    context_ids = context["loop_return_id"].astype("str")
+    from_context = np.asarray(context_ids.to_numpy(dtype=object), dtype=object)
+    given = context_ids.notna().to_numpy()
+    disagree = given & found & (from_context != from_expected)
     if disagree.any():
         raise ReconciliationInputError(
             "expected: loop_return_id differs from context for whiplash_return_id "
-            f"{few(whiplash_ids[disagree.to_numpy()])}"
+            f"{few(whiplash_ids[disagree])}"
         )
-    return from_context.fillna(from_expected)
+    if given.all():
+        return context_ids.reset_index(drop=True)
+    return pd.Series(np.where(given, from_context, from_expected), dtype="str")
+
+
+def _factorised(column: pd.Series) -> tuple[IntArray, npt.NDArray[np.object_]]:
+    """Codes (-1 for missing) and the distinct values as text; categoricals come ready-made."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        distinct = column.cat.categories
+    else:
+        codes, distinct = pd.factorize(column, use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(pd.Index(distinct).astype("str"), dtype=object)
 
 
 def few(values: Any, limit: int = 5) -> str:

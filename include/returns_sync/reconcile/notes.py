@@ -11,10 +11,12 @@ does not fit, whole lines are dropped from the end and replaced by "… (+N more
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from include.returns_sync.reconcile.codes import ReasonCode
@@ -24,6 +26,7 @@ NOTE_MAX_CHARS = 254
 #: SKUs longer than this are shortened in notes so one odd SKU cannot crowd out the others.
 SKU_MAX_CHARS = 40
 ELLIPSIS = "…"
+NOTHING_RECEIVED = "Nothing received (receipt completed empty)."
 
 
 class NoteLine(NamedTuple):
@@ -54,14 +57,9 @@ def compose_note(
     """
     head: list[str] = []
     if expected_value is not None:
-        over = (
-            f" is over the review threshold {value_threshold:.2f}"
-            if value_threshold is not None
-            else ""
-        )
-        head.append(f"Expected value {expected_value:.2f}{over}.")
+        head.append(_value_sentence(expected_value, value_threshold))
     if nothing_received:
-        head.append("Nothing received (receipt completed empty).")
+        head.append(NOTHING_RECEIVED)
     # Every line takes at least 7 characters ("1 x A, "), which bounds how many can fit.
     shown = min(len(lines), limit // 7)
     text = _render(head, lines[:shown], len(lines) - shown, nothing_received)
@@ -79,39 +77,161 @@ def flag_notes(
 ) -> list[str]:
     """Notes for the `flagged` verdict rows (sorted by whiplash_return_id), from the line table.
 
-    `lines` may be the whole line table or just the flagged returns' lines. Only lines that show
-    a discrepancy (missing, extra or damaged units) are gathered, sorted once, and sliced per
-    return: the Python work is per flagged return, not per row of the batch.
+    The same text `compose_note` writes for each return, built for the whole batch at once:
+    each discrepant line becomes its words plus the separator it needs, and the pieces of one
+    return are concatenated with `np.add.reduceat`. A note that would not fit (dozens of
+    discrepant lines) is rewritten by `compose_note`, so shortening has one definition.
     """
-    flagged_ids = flagged["whiplash_return_id"].to_numpy()
-    discrepant = lines[
-        lines["whiplash_return_id"].isin(flagged_ids)
-        & ((lines["missing"] > 0) | (lines["extra"] > 0) | (lines["damaged"] > 0))
-    ].sort_values(["whiplash_return_id", "unexpected", "sku"], kind="stable")
-    return_ids = discrepant["whiplash_return_id"].to_numpy()
-    starts = np.searchsorted(return_ids, flagged_ids, side="left").tolist()
-    ends = np.searchsorted(return_ids, flagged_ids, side="right").tolist()
-    rows: list[NoteRow] = list(
-        zip(
-            discrepant["sku"].astype("str").tolist(),
-            discrepant["expected"].tolist(),
-            discrepant["good"].tolist(),
-            discrepant["damaged"].tolist(),
-            strict=True,
-        )
-    )
-    values = np.asarray(flagged["expected_value"], dtype=np.float64).tolist()
-    return [
-        compose_note(
-            rows[start:end],
-            nothing_received=ReasonCode.NOTHING_RECEIVED in codes,
-            expected_value=value if ReasonCode.OVER_VALUE_THRESHOLD in codes else None,
+    count = len(flagged)
+    reasons = _reason_flags(flagged["reason_codes"])
+    nothing = reasons[ReasonCode.NOTHING_RECEIVED]
+    over = reasons[ReasonCode.OVER_VALUE_THRESHOLD]
+    values = flagged["expected_value"].to_numpy(dtype=np.float64)
+    note_lines = _NoteLines.of(lines, flagged["whiplash_return_id"].to_numpy(), nothing)
+    heads = _heads(values, nothing, over, value_threshold)
+    bodies = note_lines.bodies(count)
+    notes = np.where((heads != "") & (bodies != ""), heads + " " + bodies, heads + bodies)
+
+    lengths = np.fromiter(map(len, notes), dtype=np.int64, count=count)
+    crowded = np.bincount(note_lines.owner, minlength=count) > NOTE_MAX_CHARS // 7
+    for index in np.flatnonzero((lengths > NOTE_MAX_CHARS) | crowded).tolist():
+        notes[index] = compose_note(
+            note_lines.rows_of(index),
+            nothing_received=bool(nothing[index]),
+            expected_value=float(values[index]) if over[index] else None,
             value_threshold=value_threshold,
         )
-        for start, end, codes, value in zip(
-            starts, ends, flagged["reason_codes"].tolist(), values, strict=True
+    texts: list[str] = notes.tolist()
+    return texts
+
+
+@dataclass(frozen=True)
+class _NoteLines:
+    """The discrepant lines of the flagged returns, in note order, as parallel arrays.
+
+    `owner` is the flagged return's position (non-decreasing); `kind` decides the separators:
+    0 = a sentence of its own, 1 = an item of the "Expected:" list (nothing received),
+    2 = an item of the "Unexpected:" list.
+    """
+
+    owner: npt.NDArray[np.int64]
+    sku: npt.NDArray[np.object_]
+    want: npt.NDArray[np.int64]
+    good: npt.NDArray[np.int64]
+    damaged: npt.NDArray[np.int64]
+    kind: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(
+        cls, lines: pd.DataFrame, flagged_ids: npt.NDArray[Any], nothing: npt.NDArray[np.bool_]
+    ) -> _NoteLines:
+        discrepant = lines[
+            lines["whiplash_return_id"].isin(flagged_ids)
+            & ((lines["missing"] > 0) | (lines["extra"] > 0) | (lines["damaged"] > 0))
+        ]
+        owner = np.searchsorted(flagged_ids, discrepant["whiplash_return_id"].to_numpy())
+        unexpected = discrepant["unexpected"].to_numpy(dtype=bool)
+        # Lines arrive sorted by return and SKU; expected SKUs go before unexpected ones.
+        order = np.argsort(owner * 2 + unexpected, kind="stable")
+        owner, unexpected = owner[order], unexpected[order]
+        skus = discrepant["sku"].cat
+        names = np.array(skus.categories.tolist(), dtype=object)
+        long_names = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+        names[long_names > SKU_MAX_CHARS] = [_short(n) for n in names[long_names > SKU_MAX_CHARS]]
+        want, good, damaged = (
+            discrepant[column].to_numpy(dtype=np.int64)[order]
+            for column in ("expected", "good", "damaged")
         )
-    ]
+        return cls(
+            owner=owner,
+            sku=names[skus.codes.to_numpy()[order]],
+            want=want,
+            good=good,
+            damaged=damaged,
+            kind=np.where(unexpected, 2, np.where(nothing[owner], 1, 0)),
+        )
+
+    def bodies(self, count: int) -> npt.NDArray[np.object_]:
+        """Each flagged return's lines as `_render` words them ("" for a return with none)."""
+        new_return = _changes(self.owner)
+        new_group = new_return | _changes(self.kind)
+        last_of_group = np.append(new_group[1:], True)[: len(new_group)]
+        space = np.where(new_return, "", " ").astype(object)
+        label = np.where(self.kind == 1, "Expected: ", "Unexpected: ").astype(object)
+        prefix = np.where(self.kind == 0, space, np.where(new_group, space + label, ", "))
+        suffix = np.where((self.kind != 0) & last_of_group, ".", "").astype(object)
+        texts = prefix + self._words() + suffix
+        bodies = np.full(count, "", dtype=object)
+        starts = np.flatnonzero(new_return)
+        if len(starts):
+            bodies[self.owner[starts]] = np.add.reduceat(texts, starts)
+        return bodies
+
+    def rows_of(self, index: int) -> list[NoteRow]:
+        rows = slice(*np.searchsorted(self.owner, [index, index + 1]).tolist())
+        return list(
+            zip(
+                self.sku[rows].tolist(),
+                self.want[rows].tolist(),
+                self.good[rows].tolist(),
+                self.damaged[rows].tolist(),
+                strict=True,
+            )
+        )
+
+    def _words(self) -> npt.NDArray[np.object_]:
+        """Each line as `_render` words it, without separators."""
+        return np.array(
+            [
+                (f"{g + d} x {s}" + (f" ({d} damaged)" if d else ""))
+                if k == 2
+                else f"{w} x {s}"
+                if k == 1
+                else f"Expected {w} x {s}; received {_received(g, d)}."
+                for s, w, g, d, k in zip(
+                    self.sku.tolist(),
+                    self.want.tolist(),
+                    self.good.tolist(),
+                    self.damaged.tolist(),
+                    self.kind.tolist(),
+                    strict=True,
+                )
+            ],
+            dtype=object,
+        )
+
+
+def _reason_flags(reason_codes: pd.Series) -> dict[ReasonCode, npt.NDArray[np.bool_]]:
+    """Per reason code, which rows carry it; each distinct tuple of codes is looked at once."""
+    codes, distinct = pd.factorize(reason_codes)
+    return {
+        reason: np.array([reason in tuple(row) for row in distinct], dtype=bool)[codes]
+        if len(distinct)
+        else np.zeros(len(codes), dtype=bool)
+        for reason in (ReasonCode.NOTHING_RECEIVED, ReasonCode.OVER_VALUE_THRESHOLD)
+    }
+
+
+def _heads(
+    values: npt.NDArray[np.float64],
+    nothing: npt.NDArray[np.bool_],
+    over: npt.NDArray[np.bool_],
+    value_threshold: Decimal | None,
+) -> npt.NDArray[np.object_]:
+    """The sentences before the lines: the value over the threshold, nothing received."""
+    heads = np.full(len(values), "", dtype=object)
+    if over.any():
+        clause = _threshold_clause(value_threshold)
+        heads[over] = [f"Expected value {value:.2f}{clause}." for value in values[over].tolist()]
+    heads[nothing] = np.where(heads[nothing] != "", heads[nothing] + " ", "") + NOTHING_RECEIVED
+    return heads
+
+
+def _changes(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """True where a value differs from the one before it (and at the first position)."""
+    changed = np.ones(len(values), dtype=bool)
+    changed[1:] = values[1:] != values[:-1]
+    return changed
 
 
 def _render(
@@ -137,6 +257,14 @@ def _render(
     if omitted:
         sentences.append(f"{ELLIPSIS} (+{omitted} more lines)")
     return " ".join(sentences)
+
+
+def _value_sentence(value: float, threshold: Decimal | None) -> str:
+    return f"Expected value {value:.2f}{_threshold_clause(threshold)}."
+
+
+def _threshold_clause(threshold: Decimal | None) -> str:
+    return f" is over the review threshold {threshold:.2f}" if threshold is not None else ""
 
 
 def _received(good: int, damaged: int) -> str:
