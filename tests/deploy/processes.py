@@ -2,8 +2,11 @@
 
 Airflow components fork (Celery pool workers, task supervisors, uvicorn workers), so stopping
 only the parent would leave orphans. Every process here starts a new session; `stop_all`
-signals the whole group, waits, then kills what is left. Output goes to one log file per
-process, whose tail is shown when something dies or a wait times out.
+signals the whole group, waits, then kills what is left. Airflow's task supervisor puts each
+task process into a process group of its own, so the descendants are also tracked one by one
+(`tree`) and killed with their group. `kill` SIGKILLs one component with everything it
+started (no chance to clean up), `restart` starts it again. Output goes to one log file per
+process start, whose tail is shown when something dies or a wait times out.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 
 def free_port() -> int:
@@ -38,11 +43,14 @@ def tail(path: Path, lines: int = 40) -> str:
 
 @dataclass
 class Child:
-    """One started process: its name, handle and log file."""
+    """One started process: its name, how it was started, its handle and log file."""
 
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path = Path()
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -50,17 +58,30 @@ class Child:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def tree(self) -> list[psutil.Process]:
+        """The process and every live descendant, in whatever process group they moved to."""
+        return tree(self.popen.pid)
+
 
 class ProcessGroup:
-    """Starts named processes and guarantees they all stop (use as a context manager)."""
+    """Starts named processes and guarantees they all stop (use as a context manager).
+
+    `children` are the processes running now, one per name; `retired` those that were killed
+    (their logs stay readable, and `leftovers` still checks them).
+    """
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.children: list[Child] = []
+        self.retired: list[Child] = []
+        self._descendants: dict[int, psutil.Process] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> Child:
-        log = self.log_dir / f"{name}.log"
+        if any(child.name == name for child in self.children):
+            raise ValueError(f"{name} is already running")
+        started = sum(child.name == name for child in self.retired)
+        log = self.log_dir / (f"{name}.log" if not started else f"{name}.{started + 1}.log")
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 list(argv),
@@ -71,9 +92,42 @@ class ProcessGroup:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: killpg reaches its children
             )
-        child = Child(name, popen, log)
+        child = Child(name, popen, log, tuple(argv), dict(env), cwd)
         self.children.append(child)
         return child
+
+    def child(self, name: str) -> Child:
+        """The running process called `name`."""
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(f"no running process called {name!r}")
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL `name`'s process group and every descendant; the pids that were killed.
+
+        Everything is stopped (SIGSTOP) first, so nothing can fork or hand work over between
+        listing the processes and killing them; then all of it is killed at once.
+        """
+        child = self.child(name)
+        members = _freeze(child)
+        _signal_group(child.popen.pid, signal.SIGKILL)
+        for pgid in {_pgid(process) for process in members} - {None, child.popen.pid}:
+            if pgid is not None:
+                _signal_group(pgid, signal.SIGKILL)
+        for process in members:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(members, timeout=10)
+        child.popen.wait(timeout=10)
+        self.children.remove(child)
+        self.retired.append(child)
+        return [process.pid for process in members]
+
+    def restart(self, name: str) -> Child:
+        """Start the last process called `name` again, the same way (after `kill`)."""
+        last = next(c for c in reversed([*self.retired, *self.children]) if c.name == name)
+        return self.start(name, last.argv, last.env, last.cwd)
 
     def assert_alive(self) -> None:
         """Fail with the dead process's log when any child exited on its own."""
@@ -99,24 +153,80 @@ class ProcessGroup:
 
     def stop_all(self, grace: float = 20.0) -> None:
         """SIGTERM every process group (newest first), then SIGKILL what outlives `grace`."""
+        for child in self.children:
+            self._descendants.update((p.pid, p) for p in child.tree()[1:])
         for child in reversed(self.children):
             _signal_group(child.popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for child in reversed(self.children):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for child in self.children:
+        for child in [*self.retired, *self.children]:
             # The group can outlive its leader (a forked task still running): kill it too.
             if child.popen.poll() is None or group_members(child.popen.pid):
                 _signal_group(child.popen.pid, signal.SIGKILL)
             if child.popen.poll() is None:
                 child.popen.wait(timeout=10)
+        # Task processes in groups of their own, reparented when their supervisor died.
+        stragglers = [p for p in self._descendants.values() if _running(p)]
+        for process in stragglers:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(stragglers, timeout=10)
+
+    def leftovers(self) -> dict[int, list[int]]:
+        """Process group -> live members, over everything ever started here (empty = clean)."""
+        found: dict[int, list[int]] = {}
+        for child in [*self.retired, *self.children]:
+            if members := group_members(child.popen.pid):
+                found[child.popen.pid] = members
+        for pid, process in self._descendants.items():
+            if _running(process):
+                found.setdefault(pid, []).append(pid)
+        return found
 
     def __enter__(self) -> ProcessGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """Process `pid` and its live descendants ([] when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _freeze(child: Child) -> list[psutil.Process]:
+    """SIGSTOP the child's group and every descendant until no new one appears; all of them."""
+    frozen: dict[int, psutil.Process] = {}
+    _signal_group(child.popen.pid, signal.SIGSTOP)
+    while True:
+        fresh = [p for p in child.tree() if p.pid not in frozen]
+        if not fresh:
+            return list(frozen.values())
+        for process in fresh:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signal.SIGSTOP)
+            frozen[process.pid] = process
+
+
+def _pgid(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -1,101 +1,66 @@
-"""Killing the scheduler and a worker mid-run loses nothing and doubles nothing (issue 8, item 5).
+"""Killing the scheduler and a Celery worker mid-run loses nothing and doubles nothing (issue 8.5).
 
-A real Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor; a fresh
-PostgreSQL database for its metadata and another for our state store) syncs a seeded sandbox.
-While `loop_returns_to_whiplash` is creating RMAs, a task process running `create_rmas` is
-SIGKILLed, then the scheduler with its whole process group (its executor workers and every task
-they run). The scheduler is started again; Airflow finds the dead task instances (heartbeat
-timeout, orphan reset) and runs them again; the run completes. Then: every return that needs an
-RMA has exactly one, recorded in the state store; none other has one; and the task logs the
-scheduler wrote under `$AIRFLOW_HOME/logs` hold no secret.
+The production topology of `tests/deploy` (CeleryExecutor, PostgreSQL for Airflow's metadata
+and for our state store, Redis as the broker, api-server, scheduler, dag-processor, triggerer
+and two Celery workers, driven over the REST API) syncs 400 seeded sandbox returns. While
+`loop_returns_to_whiplash` is creating RMAs (between 10 % and 50 % of them exist), the test
+finds the Celery worker whose process tree runs a `create_rmas` task instance right now (the
+task process names itself after the task instance id) and SIGKILLs that worker with everything
+it started: its process group (main process, pool processes, task supervisors) and the task
+processes, which the supervisor puts in process groups of their own. Then it SIGKILLs the
+scheduler's process group. Nothing gets a chance to clean up or hand work over. The scheduler
+and the worker are started again with the same command and environment.
 
-Timing knobs: heartbeat timeout 20 s instead of 300 s, a dead creation claim is stale at once
-(15 min in production), every vendor request is slowed by 100 ms so the run lasts long enough
-to be interrupted. Marked `slow` (about two minutes).
+Airflow must notice on its own: the restarted scheduler marks the dead scheduler's job failed
+and adopts its task instances (orphan reset), then fails the task instance whose process died
+because its heartbeat stopped (heartbeat timeout) and retries it; the retry takes over the
+killed attempt's claims and looks Whiplash up before creating anything. Celery does not
+redeliver the killed worker's unacknowledged message within the test (Airflow's default Redis
+visibility timeout is 24 h), so the new attempt is Airflow's retry.
+
+Checked: the interrupted run itself ends `success`; the killed task instance really ran again
+(an attempt after the killed one, which succeeded, and a task log for each under
+`$AIRFLOW_HOME/logs`); every return that needs an RMA has exactly one, recorded in the state
+store, and none other has one (`check_outcome`); no secret (distinctive Loop API key and
+Whiplash client secret) in any file under `$AIRFLOW_HOME` (task logs, reports) or in the
+components' own logs; nothing is left running afterwards.
+
+Timing knobs (environment of every component): heartbeat timeout 20 s instead of 300 s,
+checked every 3 s; a scheduler without a heartbeat for 10 s counts as dead, orphans are looked
+for every 5 s; a dead creation claim is stale at once (15 min in production); Airflow retries
+after 2 s instead of 30 s; every vendor request is slowed by 100 ms so that creating the RMAs
+lasts long enough to be interrupted. About 70 s in all on 2 cores (stack start included).
+Marked `slow` and `postgres`; without PostgreSQL or Redis it skips, or fails when CI=true.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from include.returns_sync.sandbox import FaultConfig, Sandbox
+from include.returns_sync.sandbox.common import ADMIN_PREFIX
 from include.returns_sync.state import StateStore
+from tests.deploy.airflow_stack import SandboxStarter, celery_stack
+from tests.deploy.processes import ProcessGroup
 from tests.reliability.leaks import distinctive, files_under, find_leaks
-from tests.reliability.local_airflow import (
-    PG_ADMIN_DSN,
-    AirflowApi,
-    Databases,
-    LocalAirflow,
-    wait_until,
-)
 from tests.reliability.pipeline import RMA_DAG, check_outcome, rmas_by_loop_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 RETURNS = 400
-BATCH_SIZE = 20
-TERMINAL = ("success", "failed")
-
-
-def _require_postgres() -> None:
-    try:
-        psycopg2.connect(PG_ADMIN_DSN, connect_timeout=5).close()
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required for the restart test: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable ({exc}); CI is not 'true'")
-
-
-@pytest.fixture
-def databases() -> Iterator[Databases]:
-    _require_postgres()
-    made = Databases()
-    try:
-        yield made
-    finally:
-        made.drop_all()
-        assert not [name for name in made.created if made.exists(name)], "a database survived"
-
-
-def _connections(sandbox: Sandbox, state_url: str) -> dict[str, str]:
-    fast = {"rate_limit": 0}
-    return {
-        "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.loop_url,
-                "password": sandbox.loop_api_key,
-                "extra": fast,
-            }
-        ),
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.whiplash_url,
-                "login": sandbox.whiplash_client_id,
-                "password": sandbox.whiplash_client_secret,
-                "extra": fast,
-            }
-        ),
-        "AIRFLOW_CONN_RETURNS_SYNC_DB": state_url.replace("+psycopg2", ""),
-    }
-
-
+RUN_TIMEOUT = 420
 SETTINGS = {
-    "RETURNS_SYNC_BATCH_SIZE": str(BATCH_SIZE),
+    "RETURNS_SYNC_BATCH_SIZE": "20",
     "RETURNS_SYNC_MAX_UNMAPPABLE": "0",
-    "RETURNS_SYNC_RETRY_DELAY_SECONDS": "2",
-    "RETURNS_SYNC_RETRY_WAIT_SCALE": "0.01",
-    "RETURNS_SYNC_HTTP_TIMEOUT": "10",
     "RETURNS_SYNC_STALE_CLAIM_MINUTES": "0",
-    # A dead task is noticed after 20 s, a dead scheduler's tasks are reset after 10 s.
+    # A dead task is failed (and retried) 20 s after its last heartbeat; a dead scheduler's
+    # task instances are adopted by the new one 10 s after the old one's last heartbeat.
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
@@ -103,107 +68,132 @@ SETTINGS = {
 }
 
 
-def _run_until_done(api: AirflowApi, airflow: LocalAirflow, run_id: str, timeout: float) -> str:
-    states: list[str] = []
+def _in_process(sandbox: Sandbox) -> SandboxStarter:
+    """Point the stack at a sandbox served by this process (its truth stays inspectable)."""
 
-    def finished() -> bool:
-        airflow.assert_running()
-        states.append(api.run_state(RMA_DAG, run_id))
-        return states[-1] in TERMINAL
+    def start(processes: ProcessGroup, workdir: Path) -> dict[str, Any]:
+        return {
+            "loop_url": sandbox.loop_url,
+            "whiplash_url": sandbox.whiplash_url,
+            "admin_url": f"{sandbox.loop_host_url}{ADMIN_PREFIX}",
+            "loop_api_key": sandbox.loop_api_key,
+            "whiplash_client_id": sandbox.whiplash_client_id,
+            "whiplash_client_secret": sandbox.whiplash_client_secret,
+        }
 
-    wait_until(f"run {run_id} to finish", finished, timeout, every=1.0)
-    return states[-1]
+    return start
 
 
-def test_killing_the_scheduler_and_a_worker_mid_run_still_gives_one_rma_each(
-    tmp_path: Path, databases: Databases
+def test_killing_the_scheduler_and_a_celery_worker_mid_run_still_gives_one_rma_each(
+    tmp_path: Path,
 ) -> None:
-    home = tmp_path / "airflow"
-    airflow: LocalAirflow | None = None
-    leftovers: list[int] = []
-    try:
-        with Sandbox(
-            seed=31,
-            loop_api_key=distinctive("loop-api-key"),
-            whiplash_client_secret=distinctive("whiplash-client-secret"),
-        ) as sandbox:
-            truth = sandbox.seed_day(n=RETURNS)
-            need = truth.rma_ids()
-            sandbox.set_faults(FaultConfig(rate=1.0, kinds=("slow",), slow_seconds=0.1))
-            metadata, state = databases.create("meta"), databases.create("state")
-            airflow = LocalAirflow(home, metadata, {**_connections(sandbox, state), **SETTINGS})
-            airflow.migrate()
-            airflow.start_all()
-            api = AirflowApi(airflow)
-            wait_until("the api-server", api.healthy, 180)
-            api.login()
-            wait_until(f"{RMA_DAG} to be parsed", lambda: api.knows(RMA_DAG), 180)
-            for pool in ("loop_api", "whiplash_api"):
-                body = {"name": pool, "slots": 2, "description": pool, "include_deferred": False}
-                api.call("POST", "/pools", body, ok=(201,))
-            api.call("PATCH", f"/dags/{RMA_DAG}", {"is_paused": False})
+    secrets = {
+        "loop api key": distinctive("loop-api-key"),
+        "whiplash client secret": distinctive("whiplash-client-secret"),
+    }
+    with Sandbox(
+        seed=31,
+        loop_api_key=secrets["loop api key"],
+        whiplash_client_secret=secrets["whiplash client secret"],
+    ) as sandbox:
+        need = sandbox.seed_day(n=RETURNS).rma_ids()
+        sandbox.set_faults(FaultConfig(rate=1.0, kinds=("slow",), slow_seconds=0.1))
+        with celery_stack(tmp_path, _in_process(sandbox), settings=SETTINGS) as running:
+            api, stack, processes = running.api, running.stack, running.processes
+            api.unpause(RMA_DAG)
+            started = time.monotonic()
             run_id = api.trigger(RMA_DAG)
 
-            # Mid-run: RMAs are being created and a creation task is running right now.
-            victims: list[Any] = []
+            # Mid-run: RMAs are being created and a worker runs a creation task right now.
+            victim: dict[str, Any] = {}
 
             def creating() -> bool:
-                airflow.assert_running()
                 made = len(rmas_by_loop_id(sandbox))
-                if not len(need) // 10 <= made < len(need) // 2:
+                assert made < len(need) // 2, f"{made} RMAs already: the run went too fast"
+                if made < len(need) // 10:
                     return False
-                running = [
-                    ti["id"]
+                running_now = [
+                    ti
                     for ti in api.task_instances(RMA_DAG, run_id)
                     if ti["task_id"] == "create_rmas" and ti["state"] == "running"
                 ]
-                victims[:] = [p for ti_id in running for p in airflow.processes_running(ti_id)]
-                return bool(victims)
+                # The latest to start has the most of its batch left: it cannot finish
+                # between this look and the kill.
+                for ti in sorted(running_now, key=lambda t: str(t["start_date"]), reverse=True):
+                    worker = stack.worker_running(ti["id"])
+                    if worker is not None:
+                        victim.update(ti=ti, worker=worker)
+                        return True
+                return False
 
-            wait_until("create_rmas to be running", creating, 240, every=0.2)
-            for process in victims:  # a worker dies in the middle of its batch
-                process.kill()
-            airflow.kill("scheduler")  # ...then the scheduler, with all it had started
+            processes.wait_for("create_rmas running on a worker", creating, 300, interval=0.2)
+            ti, worker = victim["ti"], victim["worker"]
+            killed = {worker: stack.kill(worker), "scheduler": stack.kill("scheduler")}
             at_kill = len(rmas_by_loop_id(sandbox))
-            airflow.start("scheduler")
+            assert stack.worker_running(ti["id"]) is None, "the task survived its worker"
+            killed_at = time.monotonic()
+            killed_after = killed_at - started
+            stack.restart("scheduler")
+            stack.restart(worker)
+            processes.wait_for(f"{worker} to be ready again", stack.workers_ready, 120)
 
-            final = _run_until_done(api, airflow, run_id, timeout=420)
-            runs = [(run_id, final)]
-            if final != "success":  # the next run finishes what a failed one left
-                again = api.trigger(RMA_DAG)
-                runs.append((again, _run_until_done(api, airflow, again, timeout=300)))
+            states = api.wait_for_runs([(RMA_DAG, run_id)], processes, timeout=RUN_TIMEOUT)
+            final = states[(RMA_DAG, run_id)]
+            recovered_in = time.monotonic() - killed_at
+            details = api.failure_details(RMA_DAG, run_id)
+            attempts = api.tries(RMA_DAG, run_id, "create_rmas", ti["map_index"])
             tries = {
-                f"{ti['task_id']}[{ti.get('map_index', -1)}]": ti.get("try_number")
-                for ti in api.task_instances(RMA_DAG, run_id)
+                f"{t['task_id']}[{t['map_index']}]": int(t["try_number"])
+                for t in api.task_instances(RMA_DAG, run_id)
             }
-            store = StateStore.from_url(state.replace("+psycopg2", ""))
-            outcome = check_outcome(sandbox, store)
+            store = StateStore.from_url(running.state_url)
+            try:
+                outcome = check_outcome(sandbox, store)
+                records = store.get_sync_records(need)
+            finally:
+                store.dispose()
             rmas = rmas_by_loop_id(sandbox)
-            secrets = {"loop api key": sandbox.loop_api_key}
-            secrets["whiplash client secret"] = sandbox.whiplash_client_secret
-            records = store.get_sync_records(need)
-            figures = {
-                "returns": RETURNS,
-                "need_rma": len(need),
-                "rmas_when_killed": at_kill,
-                "task_processes_killed": len(victims),
-                "runs": runs,
-                "task_attempts_beyond_the_first": sum(max(0, (t or 1) - 1) for t in tries.values()),
-                "adopted_after_restart": sum(str(r.status) == "adopted" for r in records.values()),
-                "lost": outcome.lost,
-                "duplicates": outcome.duplicates,
-            }
-            print("\nrestart run figures:\n" + json.dumps(figures, indent=2))
-            if os.environ.get("RETURNS_SYNC_RESTART_FIGURES"):
-                Path(os.environ["RETURNS_SYNC_RESTART_FIGURES"]).write_text(json.dumps(figures))
-            assert runs[-1][1] == "success", airflow.logs()
-            assert 0 < at_kill < len(need)
-            assert max(t or 0 for t in tries.values()) >= 2, tries  # Airflow did run some again
-            assert outcome.problems() == {}
-            assert set(rmas) == set(need) and set(rmas.values()) == {1}
-            assert find_leaks(secrets, files_under(home / "logs", home)) == []
-            assert any((home / "logs").rglob("*.log")), "the scheduler wrote no task log"
-    finally:
-        if airflow is not None:
-            leftovers = airflow.stop_all()
-    assert leftovers == [], f"processes left running: {leftovers}"
+            scheduler_log = processes.child("scheduler").log_text()
+            per_worker = stack.workloads_per_worker()
+            home, component_logs = running.home, processes.log_dir
+            run_seconds = time.monotonic() - started
+        leaks = find_leaks(secrets, files_under(home, component_logs))
+
+    victim_try = int(ti["try_number"])
+    figures = {
+        "returns": RETURNS,
+        "need_rma": len(need),
+        "rmas_when_killed": at_kill,
+        "killed_task": f"create_rmas[{ti['map_index']}] try {victim_try} on {worker}",
+        "processes_killed": {name: len(pids) for name, pids in killed.items()},
+        "attempts_of_killed_task": [(a["try_number"], a["state"]) for a in attempts],
+        "task_attempts_beyond_the_first": sum(max(0, t - 1) for t in tries.values()),
+        "heartbeat_timeouts_logged": scheduler_log.count("TIs without heartbeat"),
+        "run": final,
+        "killed_after_seconds": round(killed_after),
+        "recovered_in_seconds": round(recovered_in),
+        "run_seconds": round(run_seconds),
+        "adopted_after_restart": sum(str(r.status) == "adopted" for r in records.values()),
+        "workloads_per_worker": per_worker,
+        "lost": outcome.lost,
+        "duplicates": outcome.duplicates,
+        "rmas": sum(rmas.values()),
+    }
+    print("\nrestart run figures:\n" + json.dumps(figures, indent=2))
+    if os.environ.get("RETURNS_SYNC_RESTART_FIGURES"):
+        Path(os.environ["RETURNS_SYNC_RESTART_FIGURES"]).write_text(json.dumps(figures))
+
+    assert final == "success", details
+    assert 0 < at_kill < len(need)
+    assert len(killed[worker]) >= 3, killed  # the worker, a pool process, the task process
+    # The killed attempt was not the last one: Airflow ran the task instance again.
+    assert attempts[-1]["state"] == "success", attempts
+    assert int(attempts[-1]["try_number"]) > victim_try, attempts
+    assert any(int(a["try_number"]) == victim_try for a in attempts[:-1]), attempts
+    task_logs = home / "logs" / f"dag_id={RMA_DAG}" / f"run_id={run_id}" / "task_id=create_rmas"
+    logged = sorted(p.name for p in task_logs.glob(f"map_index={ti['map_index']}/attempt=*.log"))
+    assert len(logged) >= 2, f"expected a task log per attempt, found {logged}"
+    assert outcome.problems() == {}
+    assert set(rmas) == set(need) and set(rmas.values()) == {1}
+    assert leaks == []
+    assert any((home / "logs").rglob("*.log")), "the workers wrote no task log"
