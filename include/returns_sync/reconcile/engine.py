@@ -46,7 +46,7 @@ from include.returns_sync.reconcile.inputs import (
     sorted_context,
     unit_counts,
 )
-from include.returns_sync.reconcile.notes import flag_notes
+from include.returns_sync.reconcile.notes import NOTE_COLUMNS, flag_notes
 
 LINE_COLUMNS = (
     "whiplash_return_id",
@@ -218,25 +218,25 @@ def _line_table(
     skus: pd.Index,
 ) -> tuple[pd.DataFrame, IntArray]:
     """Lines with their derived columns, and each line's position in the sorted context."""
+    keep = (sums["expected"] > 0) | (sums["good"] > 0) | (sums["damaged"] > 0)
+    if not keep.all():  # a key whose units all summed to zero is no line
+        key = key[keep]
+        sums = {name: values[keep] for name, values in sums.items()}
     expected, good, damaged = sums["expected"], sums["good"], sums["damaged"]
-    received = good + damaged
-    keep = (expected > 0) | (received > 0)
-    key, expected, good, damaged, received = (
-        column[keep] for column in (key, expected, good, damaged, received)
-    )
-    position = key // width
+    position, sku = np.divmod(key, width)
+    balance = good + damaged - expected
     lines = pd.DataFrame(
         {
             "whiplash_return_id": return_ids[position],
             "loop_return_id": loop_ids.take(position).reset_index(drop=True),
-            "sku": pd.Categorical.from_codes(key % width, categories=skus),
+            "sku": pd.Categorical.from_codes(sku, categories=skus),
             "expected": expected,
             "good": good,
             "damaged": damaged,
-            "missing": np.maximum(expected - received, 0),
-            "extra": np.maximum(received - expected, 0),
+            "missing": np.maximum(-balance, 0),
+            "extra": np.maximum(balance, 0, out=balance),
             "unexpected": expected == 0,
-            "expected_value": sums["expected_value"][keep],
+            "expected_value": sums["expected_value"],
         },
         copy=False,  # fresh arrays: no need to copy them into consolidated blocks
     )
@@ -308,7 +308,7 @@ def _verdicts(
     if flagged.any():
         discrepant = (column["missing"] > 0) | (column["extra"] > 0) | (column["damaged"] > 0)
         notes[flagged] = flag_notes(
-            lines[discrepant & flagged[position]],
+            lines[list(NOTE_COLUMNS)][discrepant & flagged[position]],
             pd.DataFrame(
                 {
                     "whiplash_return_id": return_ids[flagged],
@@ -373,14 +373,15 @@ def _canonical_skus(
 ) -> tuple[IntArray, IntArray, pd.Index]:
     """Map both SKU columns onto one sorted vocabulary of canonical SKUs.
 
-    Normalisation runs once per distinct raw spelling of the whole batch, not per row. A Loop
-    unit without a SKU is `<NO SKU>` and a Whiplash item without one `<BLANK>`, so the two
-    never match each other.
+    Normalisation runs once per distinct raw spelling in use in the batch, not per row. A
+    Loop unit without a SKU is `<NO SKU>` and a Whiplash item without one `<BLANK>`, so the
+    two never match each other.
     """
-    expected_codes, expected_raw = _spellings(expected)
-    received_codes, received_raw = _spellings(received)
-    spelled = len(expected_raw)
-    raw_codes, distinct_raw = pd.factorize(np.array(expected_raw + received_raw, dtype=object))
+    expected_codes, expected_raw, expected_used = _spellings(expected)
+    received_codes, received_raw, received_used = _spellings(received)
+    raw_codes, distinct_raw = pd.factorize(
+        np.concatenate([expected_raw[expected_used], received_raw[received_used]])
+    )
     canonical = [normalise_sku(raw, aliases) for raw in distinct_raw.tolist()]
     vocabulary_codes, vocabulary = pd.factorize(
         np.array([*canonical, NO_SKU, BLANK_SKU], dtype=object), sort=True
@@ -388,26 +389,35 @@ def _canonical_skus(
     no_sku, blank = vocabulary_codes[-2:]
     per_spelling = vocabulary_codes[:-2][raw_codes]
     without_sku = (per_spelling == no_sku) | (per_spelling == blank)
-    # The last entry of each map is for missing values (factorize's -1 sentinel).
-    expected_map = np.append(
-        np.where(without_sku[:spelled], no_sku, per_spelling[:spelled]), no_sku
-    )
-    received_map = np.append(np.where(without_sku[spelled:], blank, per_spelling[spelled:]), blank)
+    per_spelling = np.where(without_sku, -1, per_spelling)
+    split = int(expected_used.sum())
+    expected_map = _code_map(expected_used, per_spelling[:split], missing=no_sku)
+    received_map = _code_map(received_used, per_spelling[split:], missing=blank)
     return (
-        expected_map[expected_codes].astype(np.int64),
-        received_map[received_codes].astype(np.int64),
+        expected_map[expected_codes],
+        received_map[received_codes],
         pd.Index(vocabulary, dtype="str"),
     )
 
 
-def _spellings(skus: pd.Series) -> tuple[IntArray, list[object]]:
-    """Each row's code into the list of distinct raw spellings (-1 for a missing SKU).
+def _spellings(skus: pd.Series) -> tuple[IntArray, npt.NDArray[np.object_], BoolArray]:
+    """Each row's code into an array of raw spellings (-1: no SKU), and which are in use.
 
-    frames.py hands over categoricals, whose codes and categories are exactly that.
+    frames.py hands over categoricals, whose codes and categories are exactly that; the
+    categories a filtered frame no longer uses are not worth normalising.
     """
     if isinstance(skus.dtype, pd.CategoricalDtype):
-        codes, distinct = skus.cat.codes.to_numpy(), skus.cat.categories.tolist()
-    else:
-        factorised, uniques = pd.factorize(skus, use_na_sentinel=True)
-        codes, distinct = factorised, list(uniques)
-    return codes.astype(np.int64), distinct
+        codes = skus.cat.codes.to_numpy()
+        raw = np.asarray(skus.cat.categories.to_numpy(dtype=object), dtype=object)
+        used = np.bincount(codes[codes >= 0], minlength=len(raw)) > 0
+        return codes.astype(np.int64), raw, used
+    factorised, uniques = pd.factorize(skus, use_na_sentinel=True)
+    raw = np.asarray(pd.Index(uniques).to_numpy(dtype=object), dtype=object)
+    return factorised.astype(np.int64), raw, np.ones(len(raw), dtype=bool)
+
+
+def _code_map(used: BoolArray, canonical: IntArray, *, missing: int) -> IntArray:
+    """Vocabulary code per raw spelling, with `missing` for no SKU; the last entry is for -1."""
+    codes = np.full(len(used) + 1, missing, dtype=np.int64)
+    codes[:-1][used] = np.where(canonical >= 0, canonical, missing)
+    return codes
