@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reconcile_builders import consumer_return, criteria, decide, loop_return, note_of
@@ -17,7 +19,7 @@ from include.returns_sync.reconcile import (
     received_frame,
     reconcile,
 )
-from include.returns_sync.reconcile.notes import NOTE_MAX_CHARS, NoteLine
+from include.returns_sync.reconcile.notes import NOTE_MAX_CHARS, NoteLine, _combinations
 
 
 def test_the_note_reads_like_the_product_spec_example() -> None:
@@ -175,3 +177,15 @@ def test_the_batch_writes_the_same_notes_as_compose_note_whatever_their_length()
     )
     assert notes.loc[4, "note"].startswith("Expected value 400.00 is over the review threshold")
     assert notes.loc[5, "note"] is None
+
+
+@pytest.mark.parametrize("scale", [1, 2**40], ids=["packed into one key", "too wide to pack"])
+def test_line_combinations_are_numbered_the_same_way_however_large_the_numbers(
+    scale: int,
+) -> None:
+    units = np.array([0, 1, 0, 1, 0]) * scale
+    kinds = np.array([1, 1, 1, 2, 1])
+    codes, examples = _combinations([kinds, units, units])
+    assert codes[0] == codes[2] == codes[4]
+    assert len({codes[0], codes[1], codes[3]}) == 3
+    assert sorted(codes[examples].tolist()) == list(range(3))

@@ -21,6 +21,8 @@ import pandas as pd
 
 from include.returns_sync.reconcile.codes import ReasonCode
 
+IntArray = npt.NDArray[np.int64]
+
 #: Loop's documented limit is "less than 255 characters".
 NOTE_MAX_CHARS = 254
 #: SKUs longer than this are shortened in notes so one odd SKU cannot crowd out the others.
@@ -164,15 +166,31 @@ class _NoteLines:
         )
 
     def bodies(self, count: int) -> npt.NDArray[np.object_]:
-        """Each flagged return's lines as `_render` words them ("" for a return with none)."""
+        """Each flagged return's lines as `_render` words them ("" for a return with none).
+
+        A line's text is `before + words + SKU + after`; apart from the SKU it depends only on
+        a few small numbers (kind, units, separator), so each distinct combination is worded
+        once and the batch is assembled with array concatenation.
+        """
         new_return = _changes(self.owner)
         new_group = new_return | _changes(self.kind)
         last_of_group = np.append(new_group[1:], True)[: len(new_group)]
-        space = np.where(new_return, "", " ").astype(object)
-        label = np.where(self.kind == 1, "Expected: ", "Unexpected: ").astype(object)
-        prefix = np.where(self.kind == 0, space, np.where(new_group, space + label, ", "))
-        suffix = np.where((self.kind != 0) & last_of_group, ".", "").astype(object)
-        texts = prefix + self._words() + suffix
+        separator = np.where(
+            self.kind == 0,
+            np.where(new_return, _SENTENCE_FIRST, _SENTENCE_NEXT),
+            np.where(new_group, np.where(new_return, _LIST_FIRST, _LIST_NEXT), _ITEM_NEXT),
+        )
+        closes_list = (self.kind != 0) & last_of_group
+        columns = (self.kind, self.want, self.good, self.damaged, separator, closes_list)
+        which, examples = _combinations(columns)
+        before = np.empty(len(examples), dtype=object)
+        after = np.empty(len(examples), dtype=object)
+        picked = zip(*(np.asarray(column)[examples].tolist() for column in columns), strict=True)
+        for index, (kind, want, good, damaged, sep, closes) in enumerate(picked):
+            words_before, words_after = _line_words(kind, want, good, damaged)
+            before[index] = _separator_text(sep, kind) + words_before
+            after[index] = words_after + ("." if closes else "")
+        texts = before[which] + self.sku + after[which]
         bodies = np.full(count, "", dtype=object)
         starts = np.flatnonzero(new_return)
         if len(starts):
@@ -191,26 +209,43 @@ class _NoteLines:
             )
         )
 
-    def _words(self) -> npt.NDArray[np.object_]:
-        """Each line as `_render` words it, without separators."""
-        return np.array(
-            [
-                (f"{g + d} x {s}" + (f" ({d} damaged)" if d else ""))
-                if k == 2
-                else f"{w} x {s}"
-                if k == 1
-                else f"Expected {w} x {s}; received {_received(g, d)}."
-                for s, w, g, d, k in zip(
-                    self.sku.tolist(),
-                    self.want.tolist(),
-                    self.good.tolist(),
-                    self.damaged.tolist(),
-                    self.kind.tolist(),
-                    strict=True,
-                )
-            ],
-            dtype=object,
-        )
+
+def _combinations(columns: Sequence[npt.NDArray[Any]]) -> tuple[IntArray, IntArray]:
+    """Number the distinct rows of non-negative integer columns: (row -> number, one row each)."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    capacity = 1
+    for column in columns:
+        values = np.asarray(column, dtype=np.int64)
+        size = int(values.max(initial=0)) + 1
+        if capacity * size >= 2**62:  # too wide to pack: number the rows one by one
+            codes, _ = pd.factorize(pd.MultiIndex.from_arrays(list(columns)))
+            _, examples = np.unique(codes, return_index=True)
+            return codes.astype(np.int64), examples.astype(np.int64)
+        key = key * size + values
+        capacity *= size
+    codes, distinct = pd.factorize(key)
+    examples = np.empty(len(distinct), dtype=np.int64)
+    examples[codes] = np.arange(len(codes))  # any row of a combination is as good as another
+    return codes.astype(np.int64), examples
+
+
+#: How a line is joined to what comes before it in the note (see `_separator_text`).
+_SENTENCE_FIRST, _SENTENCE_NEXT, _LIST_FIRST, _LIST_NEXT, _ITEM_NEXT = range(5)
+
+
+def _separator_text(separator: int, kind: int) -> str:
+    """A new sentence after another one gets a space; a list opens with its label."""
+    label = "Expected: " if kind == 1 else "Unexpected: "
+    return ("", " ", label, " " + label, ", ")[separator]
+
+
+def _line_words(kind: int, want: int, good: int, damaged: int) -> tuple[str, str]:
+    """The words of one line before and after its SKU, as `_render` puts them."""
+    if kind == 2:
+        return f"{good + damaged} x ", f" ({damaged} damaged)" if damaged else ""
+    if kind == 1:
+        return f"{want} x ", ""
+    return f"Expected {want} x ", f"; received {_received(good, damaged)}."
 
 
 def _reason_flags(reason_codes: pd.Series) -> dict[ReasonCode, npt.NDArray[np.bool_]]:
