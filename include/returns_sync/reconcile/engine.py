@@ -43,6 +43,7 @@ from include.returns_sync.reconcile.inputs import (
     loop_return_ids,
     positions_in,
     require_columns,
+    run_starts,
     sorted_context,
     unit_counts,
 )
@@ -189,8 +190,7 @@ def _outer_sums(
     key = np.concatenate([expected_key, received_key])
     order = np.argsort(key, kind="stable")
     ordered = key[order]
-    first = np.ones(len(ordered), dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
+    first = run_starts(ordered)
     group = np.empty(len(key), dtype=np.int64)
     group[order] = np.cumsum(first) - 1
     distinct = ordered[first]
@@ -308,7 +308,7 @@ def _verdicts(
     if flagged.any():
         discrepant = (column["missing"] > 0) | (column["extra"] > 0) | (column["damaged"] > 0)
         notes[flagged] = flag_notes(
-            lines[list(NOTE_COLUMNS)][discrepant & flagged[position]],
+            lines[list(NOTE_COLUMNS)].take(np.flatnonzero(discrepant & flagged[position])),
             pd.DataFrame(
                 {
                     "whiplash_return_id": return_ids[flagged],

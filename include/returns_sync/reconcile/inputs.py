@@ -34,7 +34,9 @@ def require_columns(frame: pd.DataFrame, side: str, columns: Sequence[str]) -> N
 
 def sorted_context(context: pd.DataFrame) -> tuple[pd.DataFrame, IntArray]:
     """Context sorted by whiplash_return_id (the order of every output), ids checked unique."""
-    context = context.sort_values("whiplash_return_id", kind="stable", ignore_index=True)
+    if not context["whiplash_return_id"].is_monotonic_increasing:
+        context = context.sort_values("whiplash_return_id", kind="stable")
+    context = context.reset_index(drop=True)
     return_ids = return_ids_of(context["whiplash_return_id"], "context")
     repeated = return_ids[1:][np.diff(return_ids) == 0]
     if len(repeated):
@@ -56,13 +58,33 @@ def return_ids_of(column: pd.Series, side: str) -> IntArray:
 def positions_in(returns: pd.Index, frame: pd.DataFrame, side: str) -> IntArray:
     """Position of each row's return in the sorted context; every return must be there."""
     ids = return_ids_of(frame["whiplash_return_id"], side)
-    positions = returns.get_indexer(pd.Index(ids))
+    positions = _looked_up(returns, ids)
     if (positions < 0).any():
         strangers = np.unique(ids[positions < 0])
         raise ReconciliationInputError(
             f"{side}: whiplash_return_id not in context: {few(strangers)}"
         )
     return positions.astype(np.int64)
+
+
+def _looked_up(returns: pd.Index, ids: IntArray) -> IntArray:
+    """`returns.get_indexer(ids)`, once per run of equal ids when the rows come grouped.
+
+    frames.py delivers rows sorted by return, a few rows per return, so looking up each run's
+    id and repeating the answer does a fraction of the hashing.
+    """
+    starts = np.flatnonzero(run_starts(ids))
+    if len(starts) * 2 > len(ids):  # hardly any runs: look every row up
+        return returns.get_indexer(pd.Index(ids)).astype(np.int64)
+    found = returns.get_indexer(pd.Index(ids[starts])).astype(np.int64)
+    return np.repeat(found, np.diff(np.append(starts, len(ids))))
+
+
+def run_starts(values: npt.NDArray[Any]) -> BoolArray:
+    """True where a value differs from the one before it (and at the first position)."""
+    changed = np.ones(len(values), dtype=bool)
+    changed[1:] = values[1:] != values[:-1]
+    return changed
 
 
 def unit_counts(frame: pd.DataFrame, side: str, column: str) -> IntArray:
@@ -118,11 +140,13 @@ def loop_return_ids(
     whiplash_ids = context["whiplash_return_id"].to_numpy()
     codes, labels = _factorised(expected["loop_return_id"])
     named = codes >= 0
+    if not named.all():
+        codes, expected_return = codes[named], expected_return[named]
     chosen = np.full(count, -1, dtype=np.int64)
-    chosen[expected_return[named]] = codes[named]
-    conflict = chosen[expected_return[named]] != codes[named]
+    chosen[expected_return] = codes
+    conflict = chosen[expected_return] != codes
     if conflict.any():
-        conflicting = np.unique(expected_return[named][conflict])
+        conflicting = np.unique(expected_return[conflict])
         raise ReconciliationInputError(
             "expected: several loop_return_id values for whiplash_return_id "
             f"{few(whiplash_ids[conflicting])}"

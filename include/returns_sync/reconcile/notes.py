@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from include.returns_sync.reconcile.codes import ReasonCode
+from include.returns_sync.reconcile.inputs import run_starts
 
 IntArray = npt.NDArray[np.int64]
 
@@ -102,9 +103,13 @@ def flag_notes(
     over = reasons[ReasonCode.OVER_VALUE_THRESHOLD]
     values = flagged["expected_value"].to_numpy(dtype=np.float64)
     note_lines = _NoteLines.of(lines, flagged["whiplash_return_id"].to_numpy(), nothing)
-    heads = _heads(values, nothing, over, value_threshold)
-    bodies = note_lines.bodies(count)
-    notes = np.where((heads != "") & (bodies != ""), heads + " " + bodies, heads + bodies)
+    notes = note_lines.bodies(count)
+    headed = np.flatnonzero(nothing | over)  # the few notes that open with a sentence
+    heads = _heads(values[headed], nothing[headed], over[headed], value_threshold)
+    notes[headed] = [
+        f"{head} {body}" if body else head
+        for head, body in zip(heads.tolist(), notes[headed].tolist(), strict=True)
+    ]
 
     lengths = np.fromiter(map(len, notes), dtype=np.int64, count=count)
     crowded = np.bincount(note_lines.owner, minlength=count) > NOTE_MAX_CHARS // 7
@@ -172,8 +177,8 @@ class _NoteLines:
         a few small numbers (kind, units, separator), so each distinct combination is worded
         once and the batch is assembled with array concatenation.
         """
-        new_return = _changes(self.owner)
-        new_group = new_return | _changes(self.kind)
+        new_return = run_starts(self.owner)
+        new_group = new_return | run_starts(self.kind)
         last_of_group = np.append(new_group[1:], True)[: len(new_group)]
         separator = np.where(
             self.kind == 0,
@@ -272,13 +277,6 @@ def _heads(
         heads[over] = [f"Expected value {value:.2f}{clause}." for value in values[over].tolist()]
     heads[nothing] = np.where(heads[nothing] != "", heads[nothing] + " ", "") + NOTHING_RECEIVED
     return heads
-
-
-def _changes(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    """True where a value differs from the one before it (and at the first position)."""
-    changed = np.ones(len(values), dtype=bool)
-    changed[1:] = values[1:] != values[:-1]
-    return changed
 
 
 def _render(
