@@ -175,3 +175,29 @@ def test_an_authentication_error_fails_the_task_and_is_retried_later(store: Stat
         run(loop, store, "process")
     later = datetime.now(UTC) + timedelta(hours=1)
     assert run(loop, store, "process", now=lambda: later).outcome == "sent"
+
+
+def test_a_flag_whose_answer_was_lost_is_confirmed_by_review_and_its_note_still_written(
+    store: StateStore,
+) -> None:
+    """Loop moved the return to `review` on our flag, but the answer never reached us."""
+    loop = FakeLoop(fail_next=VendorFailure(None))
+    assert run(loop, store, "flag").outcome == "unknown"
+    assert run(loop, store, "flag", "review").outcome == "sent"
+    assert run(loop, store, "flag", "review").outcome == "already_done"
+    assert loop.calls == [("flag", "77"), ("note", "77")]  # the flag was not sent again
+    assert len(loop.notes) == 1
+    actions = store.actions_for("77")
+    assert (actions["flag"].status, actions["note"].status) == ("sent", "sent")
+
+
+def test_a_flag_whose_answer_was_lost_on_a_return_still_open_is_sent_again_once(
+    store: StateStore,
+) -> None:
+    """Where a flagged return stays `open`, nothing in Loop tells whether the flag landed."""
+    loop = FakeLoop(fail_next=VendorFailure(None))
+    assert run(loop, store, "flag").outcome == "unknown"
+    assert run(loop, store, "flag").outcome == "sent"
+    assert run(loop, store, "flag").outcome == "already_done"
+    assert loop.calls == [("flag", "77"), ("flag", "77"), ("note", "77")]
+    assert len(loop.notes) == 1

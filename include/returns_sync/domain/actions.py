@@ -11,6 +11,8 @@ every call is guarded by a durable record (`loop_actions`, unique per return and
    first: the return's state, and for flags our note in `GET .../notes` (Loop's docs do not say
    whether a flagged return stays `open` or moves to `review`, so `open` alone proves nothing).
    Only when the evidence says "not done" is the action re-armed (compare-and-swap) and sent.
+   A return in `review` after our flag intent is flagged: the flag is never sent again, and a
+   note still missing is written (it is the second half of our own action).
 3. The result is recorded: `sent`, `failed` (with Loop's error code) or `unknown` (no answer).
    A `failed` action is final: Loop refused it (e.g. `UNPROCESSABLE_FLAGGED_RETURN`), so a
    person must look; it is reported on every run but never re-sent. An authentication error
@@ -198,7 +200,9 @@ def _flag(
     if not flag_sent and not flag_claim.created and current.state == "review":
         store.finish_action(rid, FLAG, "sent", message="confirmed: Loop state review")
         flag_sent = True
-    if not current.is_open and not (flag_sent and note_sent):
+    # In `review` because of our flag: the note still belongs to our action and is written.
+    flagged_by_us = flag_sent and current.state == "review"
+    if not current.is_open and not flagged_by_us and not (flag_sent and note_sent):
         for action, claim, sent in ((FLAG, flag_claim, flag_sent), (NOTE, note_claim, note_sent)):
             if claim.created and not sent:
                 store.finish_action(rid, action, "failed", "NOT_ACTIONABLE", current.state)
