@@ -294,15 +294,17 @@ def markdown(report: dict[str, Any], command: str) -> str:
     ]
     table = ["| measure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
     verdict_on_target = (
-        "The speed-up meets the 20x target."
+        "The speed-up meets the 20x target"
         if report["speedup"] >= 20
-        else (
-            "The speed-up is **below the 20x target**: the baseline is a lean dict-and-int loop "
-            "(a few microseconds per input row), not a pandas-per-return loop, and a fixed part "
-            "of the engine's time is Python string work both sides share (SKU normalisation "
-            "per distinct spelling, one note per flagged return). Time and memory are well "
-            "inside their targets."
-        )
+        else "The speed-up is **below the 20x target**"
+    ) + (
+        ", against a lean baseline (a dict-and-int loop that normalises each SKU spelling once, "
+        "not a pandas-per-return loop). Where the engine's time goes: one stable sort of both "
+        "sides' (return, SKU) keys (nearly linear on frames sorted by return, as frames.py "
+        "delivers them; shuffled rows cost a real sort, hence the slower shuffled figure), "
+        "np.bincount sums, building the million-row line table, SKU normalisation once per "
+        "distinct spelling, and notes worded once per distinct line shape and concatenated as "
+        "arrays. Time and memory are far inside their targets."
     )
     machine = f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"
     return "\n".join(

@@ -231,6 +231,7 @@ def test_chaos_run_loses_nothing_doubles_nothing_and_decides_right(
         action: sum(n for key, n in accepted.items() if key.endswith(f":{action}"))
         for action in ("process", "flag", "note")
     }
+    figures["actions_confirmed_from_loop"] = _confirmed_from_loop(store, truth)
     figures["calls_on_the_calm_rerun"] = after[1] - before[1]
     figures["rmas_on_the_calm_rerun"] = after[0] - before[0]
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -255,8 +256,22 @@ def test_chaos_run_loses_nothing_doubles_nothing_and_decides_right(
     assert lost_loop_answers > 0  # some Loop writes were applied with their answer lost
     if loop_model == "flag_reads_review":
         assert figures["flags_repeated_after_a_lost_answer"] == 0, "no action twice"
+        # Lost Flag answers happened and were settled by Loop's `review`, not by sending again.
+        assert figures["actions_confirmed_from_loop"].get("flag: Loop state review", 0) > 0
     else:  # only a Flag whose answer was lost may go again, and its note still goes once
         assert figures["flags_repeated_after_a_lost_answer"] <= lost_loop_answers
+
+
+def _confirmed_from_loop(store: Any, truth: Any) -> dict[str, int]:
+    """Actions whose lost answer was settled by evidence in Loop, by action and evidence."""
+    counts: dict[str, int] = {}
+    for actions in store.get_actions(list(truth.returns)).values():
+        for kind, action in actions.items():
+            message = action.message or ""
+            if message.startswith("confirmed: "):
+                key = f"{kind}: {message.removeprefix('confirmed: ')}"
+                counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _write_figures(path: Path, loop_model: str, figures: dict[str, Any]) -> None:
