@@ -67,7 +67,7 @@ def test_finished_events_are_no_longer_pending_or_claimable(
     failed_id, _ = put(store, "dlv-2")
     store.inbox_claim(None, 10, "w", STALE)
     assert store.inbox_done([done_id]) == 1
-    assert store.inbox_done([failed_id], status="failed") == 1
+    assert store.inbox_done([failed_id], status="failed", reason="payload is not JSON") == 1
     assert store.inbox_pending_count() == 0
     clock.advance(STALE * 10)
     assert store.inbox_claim(None, 10, "w", STALE) == []
@@ -75,6 +75,7 @@ def test_finished_events_are_no_longer_pending_or_claimable(
     assert events[done_id].status is InboxStatus.DONE
     assert events[done_id].processed_at == clock.now - STALE * 10
     assert events[failed_id].status is InboxStatus.FAILED
+    assert (events[done_id].reason, events[failed_id].reason) == (None, "payload is not JSON")
 
 
 def test_bad_inbox_input_is_rejected_naming_the_field(store: StateStore) -> None:

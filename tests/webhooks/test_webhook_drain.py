@@ -51,6 +51,9 @@ def test_events_needing_no_work_are_closed_at_claim_time(store: StateStore) -> N
     taken = claim("loop", "run-1/collect", store)
     assert taken.events == {"104": [wanted]}
     assert statuses(store) == {stale: "done", wanted: "dispatched"}
+    closed = store.inbox_get([stale, wanted])
+    assert closed[stale].reason == "no work: label status 'new' does not start RMA creation"
+    assert closed[wanted].reason is None
 
 
 def test_finishing_marks_the_events_done_and_nothing_else(store: StateStore) -> None:

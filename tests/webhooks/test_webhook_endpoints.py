@@ -85,6 +85,7 @@ def test_an_event_that_needs_no_work_is_stored_as_done_and_wakes_nothing(
     assert reply.json()["reason"] == "label status 'new' does not start RMA creation"
     [row] = inbox_rows(webhook_server.store)
     assert row["status"] == "done"
+    assert row["reason"] == "no work: label status 'new' does not start RMA creation"
     assert webhook_server.store.inbox_pending_count() == 0
 
 

@@ -42,6 +42,7 @@ def _event(row: RowMapping) -> InboxEvent:
         claimed_at=row["claimed_at"],
         processed_at=row["processed_at"],
         attempts=row["attempts"],
+        reason=row["reason"],
     )
 
 
@@ -139,8 +140,14 @@ class InboxMixin(StoreBase):
             events = [_event(row) for row in rows]
         return sorted(events, key=lambda event: event.id)
 
-    def inbox_done(self, ids: Iterable[int], status: InboxStatus | str = "done") -> int:
-        """Mark events finished (`done`, or `failed` for a poison event); returns rows changed."""
+    def inbox_done(
+        self, ids: Iterable[int], status: InboxStatus | str = "done", reason: str | None = None
+    ) -> int:
+        """Mark events finished (`done`, or `failed` for a poison event); returns rows changed.
+
+        `reason` says why, when it is not simply "handled": the no-work reason of an ignored
+        event, or what made a poison event fail.
+        """
         outcome = coerce(InboxStatus, status, "status")
         if outcome not in _TERMINAL:
             raise ValueError(f"status must be 'done' or 'failed'; got {outcome.value!r}")
@@ -151,7 +158,7 @@ class InboxMixin(StoreBase):
                 changed += conn.execute(
                     update(t)
                     .where(t.c.id.in_(part))
-                    .values(status=outcome.value, processed_at=self._now())
+                    .values(status=outcome.value, processed_at=self._now(), reason=reason)
                 ).rowcount
         return changed
 

@@ -216,3 +216,4 @@ class InboxEvent:
     claimed_at: datetime | None
     processed_at: datetime | None
     attempts: int
+    reason: str | None = None

@@ -173,6 +173,7 @@ webhook_inbox = Table(
     Column("claimed_at", UTCDateTime),
     Column("processed_at", UTCDateTime),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("reason", Text),  # why it was closed without work, or failed
     UniqueConstraint("source", "dedup_key"),
     _one_of("source", INBOX_SOURCES, "source"),
     _one_of("status", INBOX_STATUSES, "status"),

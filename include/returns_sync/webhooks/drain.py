@@ -62,7 +62,7 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
     limit, stale_after = claim_settings()
     events = store.inbox_claim(source, limit, claimer, stale_after)
     work: dict[str, list[int]] = {}
-    no_work: list[int] = []
+    no_work: dict[str, list[int]] = {}
     stamps: list[datetime] = []
     for event in events:
         reason = needs_work(source, event.topic, dict(event.payload))
@@ -70,14 +70,14 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
             reason = "the event names no resource"
         if reason:
             log.info("Inbox event %d (%s %s): no work, %s", event.id, source, event.topic, reason)
-            no_work.append(event.id)
+            no_work.setdefault(f"no work: {reason}", []).append(event.id)
         else:
             work.setdefault(event.resource_id, []).append(event.id)
             stamp = _stamp(event.payload.get("label_updated_at"))
             if stamp is not None:
                 stamps.append(stamp)
-    if no_work:
-        store.inbox_done(no_work)
+    for reason, ids in no_work.items():
+        store.inbox_done(ids, reason=reason)
     if events:
         log.info(
             "Claimed %d %s webhook event(s) as %s: %d resource(s) to handle, %d need no work",
@@ -85,7 +85,7 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
             source,
             claimer,
             len(work),
-            len(no_work),
+            sum(len(ids) for ids in no_work.values()),
         )
     return InboxClaim(source, work, min(stamps, default=None))
 

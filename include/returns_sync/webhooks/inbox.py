@@ -31,7 +31,7 @@ class InboxStore(Protocol):
         payload: Any,
     ) -> tuple[int, bool]: ...
 
-    def inbox_done(self, ids: Any, status: Any = "done") -> int: ...
+    def inbox_done(self, ids: Any, status: Any = "done", reason: str | None = None) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def accept(store: InboxStore, event: WebhookEvent) -> Accepted:
         event.source, event.dedup_key, event.topic, event.resource_id, event.stored
     )
     if inserted and event.no_work_reason:
-        store.inbox_done([inbox_id])
+        store.inbox_done([inbox_id], reason=f"no work: {event.no_work_reason}")
     if inserted:
         log.info(
             "Webhook %s %s for %s stored as inbox event %d%s",
