@@ -58,10 +58,14 @@ def contracts(contracts_dir: Path) -> dict[str, OpenAPI]:
     webhooks = yaml.safe_load(
         (contracts_dir / "loop/programmatic-webhooks-api.openapi.yml").read_text()
     )
+    dispositions = yaml.safe_load(
+        (contracts_dir / "loop/assess-dispositions.openapi.yml").read_text()
+    )
     whiplash = json.loads((contracts_dir / "whiplash/rydership-v2.openapi.json").read_text())
     return {
         "loop": OpenAPI.from_dict(_asn_dates_as_strings(loop)),
         "loop-webhooks": OpenAPI.from_dict(webhooks),
+        "loop-dispositions": OpenAPI.from_dict(dispositions),
         "whiplash": OpenAPI.from_dict(_without_null_examples(whiplash)),
     }
 
@@ -154,6 +158,17 @@ def session(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     loop.get_notes(first)
     loop.process_return(first, {"whiplash_rma": str(rma.id)})
     loop.flag_return(second)
+    loop.assess_dispositions(  # 31 units: two calls of at most 30
+        [
+            {
+                "line_item_id": int(line.line_item_id),
+                "disposition_outcome": "back_to_stock",
+                "note": "returns-sync: received in good condition at the warehouse",
+            }
+            for line in loop_return.line_items
+        ]
+        * 31
+    )
     webhook = loop.create_webhook("label", "label.updated", "https://example.com/loop")
     loop.update_webhook(
         webhook["id"], topic="label", trigger="label.updated", url="https://example.com/loop2"
@@ -178,14 +193,22 @@ def test_every_loop_request_matches_the_loop_contracts(
     for request in session["loop"]:
         path = urlsplit(request.url).path
         paths.add((request.method, path.split("/api/v1", 1)[1].split("/")[1]))
-        contract = contracts["loop-webhooks" if "/webhooks" in path else "loop"]
+        if "/webhooks" in path:
+            contract = contracts["loop-webhooks"]
+        elif "/dispositioning/" in path:
+            contract = contracts["loop-dispositions"]
+            assert len(json.loads(request.body or b"{}")["items"]) <= 30
+        else:
+            contract = contracts["loop"]
         contract.validate_request(as_vendor_url(request, base, LOOP_SERVER))
     assert len(session["loop"]) >= 12
+    assert sum("/dispositioning/" in str(r.url) for r in session["loop"]) >= 2  # chunked
     assert {
         ("GET", "warehouse"),
         ("POST", "warehouse"),
         ("POST", "webhooks"),
         ("PUT", "webhooks"),
+        ("POST", "dispositioning"),
     } <= paths
 
 

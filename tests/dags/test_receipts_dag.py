@@ -156,3 +156,49 @@ def test_an_http_200_with_errors_from_loop_is_recorded_as_a_failure(
         (victim, "UNPROCESSABLE_FLAGGED_RETURN")
     ]
     assert sandbox.loop.get(victim)["state"] == "open"
+
+
+def test_dispositions_when_switched_on_go_once_per_return_after_its_action(
+    pipeline_env: Any, run_dag: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Optional dispositions: every unit of a processed or flagged return, once, after the action."""
+    sandbox = pipeline_env
+    criteria = tmp_path / "criteria.yaml"
+    criteria.write_text("version: 1\ndispositions:\n  enabled: true\n")
+    monkeypatch.setenv("RETURNS_SYNC_CRITERIA", str(criteria))
+    mix = {"exact": 0.4, "missing": 0.3, "damaged": 0.3}
+    truth, _ = _sync_and_receive(sandbox, run_dag, 30, mix)
+    summary = run_dag(DAG_ID)
+    assert summary["state"] == "success"
+
+    wanted: dict[int, str] = {}  # the oracle: per SKU, good units, then damaged, then missing
+    acted = 0
+    for rid, fact in truth.returns.items():
+        if fact.expected_verdict not in ("process", "flag"):
+            continue
+        acted += 1
+        arrived = {sku.strip().upper(): [good, damaged] for sku, good, damaged in fact.received}
+        record = sandbox.loop._record(rid)
+        for line in sorted(record.line_items, key=lambda line: line.line_item_id):
+            left = arrived.setdefault(line.sku.strip().upper(), [0, 0])
+            if left[0]:
+                left[0] -= 1
+                wanted[line.line_item_id] = "back_to_stock"
+            elif left[1]:
+                left[1] -= 1
+                wanted[line.line_item_id] = "resale_hold"
+            else:
+                wanted[line.line_item_id] = "missing"
+    assert acted and set(wanted.values()) == {"back_to_stock", "resale_hold", "missing"}
+    sent = {key: value["disposition_outcome"] for key, value in sandbox.loop.dispositions().items()}
+    assert sent == wanted
+    assert summary["dispositions"] == {"sent": acted}
+    per_return = _loop_actions(sandbox)
+    assert all(per_return[(rid, "disposition")] == 1 for rid, _ in per_return if _ == "disposition")
+    for rid, action in per_return:
+        if action == "disposition":  # only after the Process, or the Flag and its note
+            assert sandbox.loop.actions_for(rid)[-1]["action"] == "disposition", rid
+
+    again = run_dag(DAG_ID)
+    assert again["dispositions"] == {}
+    assert _loop_actions(sandbox) == per_return

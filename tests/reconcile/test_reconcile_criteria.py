@@ -14,7 +14,7 @@ from include.returns_sync.reconcile import (
     load_criteria,
     parse_criteria,
 )
-from include.returns_sync.reconcile.criteria import SHIPPED_CRITERIA
+from include.returns_sync.reconcile.criteria import SHIPPED_CRITERIA, Dispositions
 
 
 def write(tmp_path: Path, text: str, name: str = "criteria.yaml") -> Path:
@@ -37,6 +37,13 @@ def test_the_shipped_file_holds_the_product_defaults(monkeypatch: pytest.MonkeyP
         "value_threshold": None,
         "final_statuses": (300,),
         "sku_aliases": {},
+        "dispositions": {
+            "enabled": False,
+            "good": "back_to_stock",
+            "damaged": "resale_hold",
+            "not_received": "missing",
+            "return_processor": None,
+        },
     }
 
 
@@ -59,7 +66,13 @@ def test_every_option_can_be_set(tmp_path: Path) -> None:
         "final_statuses: [300, 250]\n"
         "sku_aliases:\n"
         "  ' tshirt red m ': ts-red-m\n"
-        "  12345: TS-RED-M\n",
+        "  12345: TS-RED-M\n"
+        "dispositions:\n"
+        "  enabled: true\n"
+        "  good: resale_hold\n"
+        "  damaged: recycle\n"
+        "  not_received: donate\n"
+        "  return_processor: returns@warehouse.example\n",
     )
     loaded = load_criteria(path)
     assert loaded == Criteria(
@@ -70,6 +83,13 @@ def test_every_option_can_be_set(tmp_path: Path) -> None:
         value_threshold=Decimal("250.50"),
         final_statuses=(300, 250),
         sku_aliases={"TSHIRT RED M": "TS-RED-M", "12345": "TS-RED-M"},
+        dispositions=Dispositions(
+            enabled=True,
+            good="resale_hold",
+            damaged="recycle",
+            not_received="donate",
+            return_processor="returns@warehouse.example",
+        ),
     )
 
 
@@ -123,6 +143,16 @@ BAD_FILES = [
     ),
     ("sku_aliases: {a: [b]}", "sku_aliases: ['b'] is not a SKU"),
     ("on_damage: flag", "on_damage: unknown key (allowed keys: version, on_damaged,"),
+    (
+        "dispositions: {good: shelf}",
+        "dispositions.good: must be one of back_to_stock, resale_hold, recycle, donate, missing "
+        "(got 'shelf')",
+    ),
+    (
+        "dispositions: {enable: true}",
+        "dispositions.enable: unknown key (allowed keys: enabled, good, damaged, not_received,",
+    ),
+    ("dispositions: {enabled: maybe}", "dispositions.enabled: Input should be a valid boolean"),
 ]
 
 
@@ -146,7 +176,8 @@ def test_every_problem_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
         f"{path}: on_damaged: must be one of flag, process (got 'maybe')",
         f"{path}: on_overage: must be one of flag, ignore (got 'sometimes')",
         f"{path}: colour: unknown key (allowed keys: version, on_damaged, on_shortfall, "
-        "on_overage, on_unexpected_sku, value_threshold, final_statuses, sku_aliases)",
+        "on_overage, on_unexpected_sku, value_threshold, final_statuses, sku_aliases, "
+        "dispositions)",
     ]
 
 

@@ -71,6 +71,7 @@ def loop_contracts(contracts_dir: Path) -> dict[str, dict[str, Any]]:
         "returns": _load(loop / "returns-api.openapi.yml"),
         "webhooks": _load(loop / "programmatic-webhooks-api.openapi.yml"),
         "label": _load(loop / "label-webhook.payload.yml"),
+        "dispositions": _load(loop / "assess-dispositions.openapi.yml"),
     }
 
 
@@ -86,6 +87,9 @@ class Contract:
         webhooks["servers"] = [{"url": loop_api.url}]
         self.returns_api = OpenAPI.from_dict(returns)
         self.webhooks_api = OpenAPI.from_dict(webhooks)
+        dispositions = copy.deepcopy(contracts["dispositions"])
+        dispositions["servers"] = [{"url": loop_api.url}]
+        self.dispositions_api = OpenAPI.from_dict(dispositions)
         self.schemas = {**webhooks["components"]["schemas"], **returns["components"]["schemas"]}
         self.schemas["Unauthorized"] = returns["components"]["responses"]["Unauthorized"][
             "content"
@@ -97,9 +101,20 @@ class Contract:
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.loop_api.session.request(method, self.loop_api.url + path, timeout=5, **kwargs)
 
-    def validate(self, response: requests.Response, api: str = "returns") -> Any:
-        """Validate status, content type and body against the operation's documented answer."""
-        spec = self.returns_api if api == "returns" else self.webhooks_api
+    def validate(
+        self, response: requests.Response, api: str = "returns", *, request: bool = False
+    ) -> Any:
+        """Validate status, content type and body against the operation's documented answer.
+
+        `request=True` validates what was sent as well (a well-formed call, as our hooks make).
+        """
+        spec = {
+            "returns": self.returns_api,
+            "webhooks": self.webhooks_api,
+            "dispositions": self.dispositions_api,
+        }[api]
+        if request:
+            spec.validate_request(RequestsOpenAPIRequest(response.request))
         spec.validate_response(
             RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response)
         )
@@ -271,6 +286,29 @@ def test_note_answers_match_the_contract(contract: Contract) -> None:
     listed = contract.validate(contract.call("GET", f"/warehouse/return/{rid}/notes"))
     for note in listed["notes"]:
         contract.conforms(note, "ReturnNote")
+
+
+def test_disposition_answers_match_the_contract(contract: Contract) -> None:
+    rid = _seed(contract.loop_api)
+    line_items = [item.line_item_id for item in contract.loop_api.backend._record(rid).line_items]
+    items = [
+        {"line_item_id": line_items[0], "disposition_outcome": "back_to_stock", "note": "good"},
+        {"line_item_id": line_items[1], "disposition_outcome": "missing"},
+    ]
+    answer = contract.call("POST", "/dispositioning/assess", json={"items": items})
+    assert answer.status_code == 200
+    assert contract.validate(answer, "dispositions", request=True) == items
+    assert contract.loop_api.backend.dispositions()[line_items[1]]["disposition_outcome"] == (
+        "missing"
+    )
+    foreign = [{"line_item_id": 999_999_999, "disposition_outcome": "donate"}]
+    refused = contract.call("POST", "/dispositioning/assess", json={"items": foreign})
+    assert refused.status_code == 403
+    contract.validate(refused, "dispositions", request=True)
+    too_many = [{"line_item_id": line_items[0], "disposition_outcome": "recycle"}] * 31
+    assert contract.call(
+        "POST", "/dispositioning/assess", json={"items": too_many}
+    ).status_code == (422)
 
 
 # ----------------------------------------------------------------------------- webhooks

@@ -44,6 +44,8 @@ LIST_STATES = frozenset({"open", "closed", "cancelled", "expired", "review"})
 MAX_PAGE_SIZE = 750
 #: Loop rejects longer notes ("must be less than 255 characters").
 MAX_NOTE_LENGTH = 254
+#: Loop's dispositioning API takes at most 30 items per call.
+MAX_DISPOSITIONS_PER_CALL = 30
 WEBHOOK_STATUSES = frozenset({"active", "inactive"})
 
 
@@ -262,6 +264,30 @@ class LoopHook(VendorHook):
                 f"this one has {length}"
             )
         self._action("create_note", f"/warehouse/return/{rid}/note", {"content": content})
+
+    def assess_dispositions(self, items: list[dict[str, Any]]) -> None:
+        """Record each returned unit's disposition (Loop's optional dispositioning API).
+
+        `items` are `{"line_item_id": int, "disposition_outcome": ...}` objects; Loop takes
+        at most 30 per call, so longer lists go in several calls. Loop answers with an echo of
+        the items; an `errors` object instead is a rejection.
+        """
+        path = "/dispositioning/assess"
+        for start in range(0, len(items), MAX_DISPOSITIONS_PER_CALL):
+            part = items[start : start + MAX_DISPOSITIONS_PER_CALL]
+            answer = self._call(
+                "assess_dispositions", "POST", path, json_body={"items": part}, idempotent=False
+            )
+            if not isinstance(answer.body, list):
+                code, message = describe_error_body(answer.body)
+                raise LoopActionRejected(
+                    self.vendor,
+                    answer.status,
+                    code,
+                    message or f"Loop answered {type(answer.body).__name__} instead of the items",
+                    "POST",
+                    path,
+                )
 
     def _action(self, operation: str, path: str, body: dict[str, Any] | None) -> None:
         answer = self._call(operation, "POST", path, json_body=body, idempotent=False)

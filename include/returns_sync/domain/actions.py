@@ -105,7 +105,7 @@ def _claim(store: ActionStore, loop_return_id: str, action: str, payload: str | 
     return store.begin_action(loop_return_id, action, payload)
 
 
-def _send(
+def send_under_intent(
     store: ActionStore,
     loop_return_id: str,
     action: str,
@@ -164,7 +164,7 @@ def _process(
     elif not current.is_open:
         store.finish_action(rid, PROCESS, "failed", "NOT_ACTIONABLE", f"state {current.state}")
         return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
-    status, code, message = _send(
+    status, code, message = send_under_intent(
         store, rid, PROCESS, lambda: loop.process_return(rid), rejected, vendor_error
     )
     return ActionOutcome(rid, PROCESS, status, current.state, code, message)
@@ -212,14 +212,14 @@ def _flag(
         if not flag_claim.created:  # an unconfirmed flag: flagging again is harmless, re-arm it
             flag_claim = store.retry_action(rid, FLAG, seen_attempts=flag_claim.action.attempts)
         if flag_claim.created:
-            outcome, code, message = _send(
+            outcome, code, message = send_under_intent(
                 store, rid, FLAG, lambda: loop.flag_return(rid), rejected, vendor_error
             )
     if outcome == "sent" and not note_sent:
         if not note_claim.created:
             note_claim = store.retry_action(rid, NOTE, seen_attempts=note_claim.action.attempts)
         if note_claim.created:
-            outcome, code, message = _send(
+            outcome, code, message = send_under_intent(
                 store, rid, NOTE, lambda: loop.create_note(rid, note), rejected, vendor_error
             )
     return ActionOutcome(rid, FLAG, outcome, current.state, code, message)

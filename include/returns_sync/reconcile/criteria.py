@@ -29,6 +29,27 @@ FlagOrProcess = Literal["flag", "process"]
 FlagOrIgnore = Literal["flag", "ignore"]
 
 
+#: Loop's disposition outcomes (dispositioning API, `assessDispositions`).
+DispositionOutcome = Literal["back_to_stock", "resale_hold", "recycle", "donate", "missing"]
+
+
+class Dispositions(BaseModel):
+    """Optional: tell Loop each returned unit's disposition after the Process/Flag.
+
+    Off by default (Loop enables the dispositioning API per merchant). Each Loop line item is
+    one unit; per SKU, the received good units are given `good`, then the damaged ones
+    `damaged`, and the units that did not arrive `not_received`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    good: DispositionOutcome = "back_to_stock"
+    damaged: DispositionOutcome = "resale_hold"
+    not_received: DispositionOutcome = "missing"
+    return_processor: str | None = Field(default=None, max_length=100)
+
+
 class CriteriaError(ValueError):
     """The criteria file is missing, unreadable or invalid; the message says where and why."""
 
@@ -52,6 +73,7 @@ class Criteria(BaseModel):
     value_threshold: Decimal | None = None
     final_statuses: tuple[int, ...] = (300,)
     sku_aliases: dict[str, str] = Field(default_factory=dict)
+    dispositions: Dispositions = Field(default_factory=Dispositions)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -201,13 +223,18 @@ def _describe(error: Any) -> str:
     """Turn one pydantic error into '<key>: <problem>' in words an operator can act on."""
     location = _location(error["loc"])
     kind = error["type"]
+    model: type[BaseModel] = Criteria
+    for part in error["loc"][:-1]:  # the model that holds the key (criteria or a section)
+        annotation = model.model_fields[str(part)].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
     if kind == "extra_forbidden":
-        allowed = ", ".join(Criteria.model_fields)
+        allowed = ", ".join(model.model_fields)
         return f"{location}: unknown key (allowed keys: {allowed})"
     if kind == "missing":
         return f"{location}: required key is missing"
     if kind == "literal_error":
-        field = Criteria.model_fields[str(error["loc"][0])]
+        field = model.model_fields[str(error["loc"][-1])]
         choices = ", ".join(str(choice) for choice in get_args(field.annotation))
         return f"{location}: must be one of {choices} (got {error['input']!r})"
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -27,6 +27,20 @@ from include.returns_sync.sandbox.loop_render import _note_view
 
 NOTE_LIMIT = 255
 NOTE_INVALID = "Content is required and must be less than 255 characters."
+DISPOSITIONS_PER_CALL = 30
+DISPOSITION_OUTCOMES = ("back_to_stock", "resale_hold", "recycle", "donate", "missing")
+DISPOSITION_FIELDS = (
+    "line_item_id",
+    "disposition_outcome",
+    "return_processor",
+    "note",
+    "inspected_at",
+)
+FOREIGN_LINE_ITEM = "One or more line items do not belong to the authenticated shop."
+
+
+def _invalid(message: str) -> dict[str, Any]:
+    return {"message": message, "errors": {"items": [message]}}
 
 
 class LoopActionsMixin:
@@ -42,6 +56,7 @@ class LoopActionsMixin:
     _notes: list[Note]
     _actions: list[Action]
     _note_ids: Iterator[int]
+    _dispositions: dict[int, dict[str, Any]]
 
     def act(self, return_id: str, action: str) -> Any:
         """Process, flag, cancel or close; returns the 200 body ("true" or an error object)."""
@@ -70,6 +85,45 @@ class LoopActionsMixin:
             self._notes.append(note)
             self._log(record.id, "note", "true")
             return "true"
+
+    def assess_dispositions(self, body: Any) -> list[dict[str, Any]]:
+        """Record one disposition per line item (Loop's dispositioning API); echo the items.
+
+        At most 30 items, each `{"line_item_id": int, "disposition_outcome": <enum>}`; a bad
+        item is 422, a line item of no return of this shop 403 (2026-10). Assessing a line item
+        again replaces its disposition. Each return touched logs one `disposition` action.
+        """
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not 1 <= len(items) <= DISPOSITIONS_PER_CALL:
+            raise LoopError(422, _invalid(f"items must be a list of 1 to {DISPOSITIONS_PER_CALL}"))
+        for item in items:
+            line_item_id = item.get("line_item_id") if isinstance(item, dict) else None
+            outcome = item.get("disposition_outcome") if isinstance(item, dict) else None
+            if not isinstance(line_item_id, int) or isinstance(line_item_id, bool):
+                raise LoopError(422, _invalid("line_item_id must be an integer"))
+            if outcome not in DISPOSITION_OUTCOMES:
+                raise LoopError(422, _invalid(f"disposition_outcome {outcome!r} is not valid"))
+        with self._lock:
+            owners = {
+                line.line_item_id: record.id
+                for record in self._returns.values()
+                for line in record.line_items
+            }
+            if any(item["line_item_id"] not in owners for item in items):
+                raise LoopError(403, {"message": FOREIGN_LINE_ITEM})
+            echoed = []
+            for item in items:
+                kept = {k: item[k] for k in DISPOSITION_FIELDS if k in item}
+                self._dispositions[item["line_item_id"]] = kept
+                echoed.append(kept)
+            for return_id in sorted({owners[item["line_item_id"]] for item in items}):
+                self._log(return_id, "disposition", "true")
+            return echoed
+
+    def dispositions(self) -> dict[int, dict[str, Any]]:
+        """The current disposition of every assessed line item."""
+        with self._lock:
+            return {key: dict(value) for key, value in self._dispositions.items()}
 
     def get_notes(self, return_id: str) -> dict[str, Any]:
         with self._lock:

@@ -88,6 +88,10 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
             raise LoopError(404, NOT_FOUND)
         return JSONResponse(backend.act(return_id, action))
 
+    @router.post("/dispositioning/assess")
+    async def assess_dispositions(request: Request) -> Response:
+        return JSONResponse(backend.assess_dispositions(await _json_body(request)))
+
     @router.get("/warehouse/return/{return_id}/notes")
     def notes(return_id: str) -> Response:
         return JSONResponse(backend.get_notes(return_id))

@@ -85,6 +85,7 @@ class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
         self._notes: list[Note] = []
         self._subscriptions: dict[int, Subscription] = {}
         self._actions: list[Action] = []
+        self._dispositions: dict[int, dict[str, Any]] = {}
         self._return_ids = itertools.count(first_return_id)
         self._order_ids = itertools.count(7_100_001)
         self._line_item_ids = itertools.count(910_000_001)

@@ -157,7 +157,10 @@ class ActionsMixin(StoreBase):
             select(actions.c.id)
             .where(
                 actions.c.loop_return_id == decisions.c.loop_return_id,
-                (actions.c.status == ActionStatus.FAILED.value)
+                (
+                    (actions.c.status == ActionStatus.FAILED.value)
+                    & (actions.c.action != ActionKind.DISPOSITION.value)
+                )
                 | (
                     (actions.c.status == ActionStatus.SENT.value)
                     & (actions.c.action.in_([ActionKind.PROCESS.value, ActionKind.NOTE.value]))
@@ -178,6 +181,38 @@ class ActionsMixin(StoreBase):
         with self._read() as conn:
             rows = conn.execute(query).mappings().all()
         return {int(row["whiplash_return_id"]): _decision(row) for row in rows}
+
+    def waiting_dispositions(self, limit: int = 500) -> list[str]:
+        """Loop returns whose planned dispositions are not sent while their Process or Flag is.
+
+        The optional `disposition` step goes last: it waits for `process`, or for the flag's
+        `note`, to be sent; then an `intent` or `unknown` row is sent (again) by any run.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        planned = loop_actions.alias("planned")
+        done = loop_actions.alias("done")
+        acted = (
+            select(done.c.id)
+            .where(
+                done.c.loop_return_id == planned.c.loop_return_id,
+                done.c.action.in_([ActionKind.PROCESS.value, ActionKind.NOTE.value]),
+                done.c.status == ActionStatus.SENT.value,
+            )
+            .exists()
+        )
+        query = (
+            select(planned.c.loop_return_id)
+            .where(
+                planned.c.action == ActionKind.DISPOSITION.value,
+                planned.c.status.in_([ActionStatus.INTENT.value, ActionStatus.UNKNOWN.value]),
+                acted,
+            )
+            .order_by(planned.c.created_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [str(row[0]) for row in conn.execute(query)]
 
     # -- Loop actions ------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class ActionKind(StrEnum):
     PROCESS = "process"
     FLAG = "flag"
     NOTE = "note"
+    DISPOSITION = "disposition"  # optional: every unit's disposition, in one record
 
 
 class ActionStatus(StrEnum):

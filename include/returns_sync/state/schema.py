@@ -73,7 +73,7 @@ def _one_of(column: str, values: list[str], name: str) -> CheckConstraint:
 SYNC_STATUSES = ["claimed", "created", "adopted", "unmappable", "failed"]
 SYNC_SOURCES = ["poll", "webhook", "backfill", "manual"]
 VERDICTS = ["process", "flag", "skip"]
-ACTION_KINDS = ["process", "flag", "note"]
+ACTION_KINDS = ["process", "flag", "note", "disposition"]
 ACTION_STATUSES = ["intent", "sent", "failed", "unknown"]
 INBOX_SOURCES = ["loop", "whiplash"]
 INBOX_STATUSES = ["new", "dispatched", "done", "failed"]
