@@ -47,7 +47,7 @@ from include.returns_sync.reconcile.inputs import (
     sorted_context,
     unit_counts,
 )
-from include.returns_sync.reconcile.notes import NOTE_COLUMNS, flag_notes
+from include.returns_sync.reconcile.notes import flag_notes
 
 LINE_COLUMNS = (
     "whiplash_return_id",
@@ -308,7 +308,9 @@ def _verdicts(
     if flagged.any():
         discrepant = (column["missing"] > 0) | (column["extra"] > 0) | (column["damaged"] > 0)
         notes[flagged] = flag_notes(
-            lines[list(NOTE_COLUMNS)].take(np.flatnonzero(discrepant & flagged[position])),
+            lines.drop(columns=["loop_return_id", "expected_value"]).take(
+                np.flatnonzero(discrepant & flagged[position])
+            ),
             pd.DataFrame(
                 {
                     "whiplash_return_id": return_ids[flagged],

@@ -41,18 +41,6 @@ class NoteLine(NamedTuple):
     damaged: int
 
 
-#: The line-table columns flag_notes reads.
-NOTE_COLUMNS = (
-    "whiplash_return_id",
-    "sku",
-    "expected",
-    "good",
-    "damaged",
-    "missing",
-    "extra",
-    "unexpected",
-)
-
 #: What compose_note reads from a line: a NoteLine or a plain (sku, expected, good, damaged).
 NoteRow = tuple[str, int, int, int]
 
