@@ -2,8 +2,8 @@
 
 Starts the sandbox (in this process) and Airflow 3 (api-server, scheduler, dag-processor,
 triggerer; LocalExecutor, SQLite metadata, all on 127.0.0.1) in a temporary AIRFLOW_HOME, the
-same stack as the end-to-end test (`tests/webhooks/airflow_stack.py`), registers our endpoints
-with the sandbox through the registration CLI and pushes polling a day away. Then:
+same stack as the end-to-end test (`tests/webhooks/airflow_stack.py`, over the shared
+`tests/deploy/airflow_stack.py`), registers our endpoints with the sandbox through the registration CLI and pushes polling a day away. Then:
 
 1. **spaced**: one Loop return at a time reaches `pre_transit` (exponential gaps, mean
    `--interval` seconds, seeded), as labels do in a shop;
@@ -146,7 +146,8 @@ def report(samples: list[Sample], args: argparse.Namespace, setup_s: float) -> s
         "endpoint -> state-store inbox -> `WebhookInboxTrigger` in the triggerer (1 s poll) -> "
         "asset event -> asset-triggered `loop_returns_to_whiplash` run (`plan_window` -> "
         "`collect` claims the inbox -> `create_rmas` -> `report`). Local Airflow 3.3.2 from "
-        "`tests/webhooks/airflow_stack.py`: api-server, scheduler, dag-processor and triggerer "
+        "`tests/webhooks/airflow_stack.py` (on `tests/deploy/airflow_stack.py`): api-server, "
+        "scheduler, dag-processor and triggerer "
         "on 127.0.0.1, LocalExecutor (parallelism 4), SQLite metadata and state store, "
         "Airflow's default scheduler settings; the sandbox in the benchmark's process (its "
         "rate limits off; the hooks' own throttles on, Loop 4.5/s and Whiplash 9/s, as in "

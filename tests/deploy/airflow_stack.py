@@ -1,16 +1,24 @@
-"""The compose topology on this machine: Airflow with CeleryExecutor, driven over its REST API.
+"""Real Airflow 3 on this machine for the end-to-end tests and the webhook benchmark.
 
-`AirflowStack` gives every component the same environment, the way the compose file's
-`x-airflow-common` block does: PostgreSQL for Airflow's metadata (and Celery results), Redis as
-the broker, a separate PostgreSQL database as our state store, connections as
-`AIRFLOW_CONN_*` variables, and per-run secrets (JWT secret, Fernet key, admin password). All
-components bind to 127.0.0.1 on ports picked at run time. `AirflowApi` talks to the public
-REST API (`/api/v2`) with a token from the simple auth manager, as an operator's script would.
+Unit tests run tasks in-process; what only shows with Airflow's own components (executors,
+heartbeats, the triggerer, the plugin's endpoints in the api-server, the REST API) needs them
+as separate processes. This module is the one place that knows how to configure, start, watch
+and stop them, for both topologies the tests use:
 
-`celery_stack` is the whole run as a context manager, shared by the deployment tests (fixture
-`celery_stack` in conftest.py) and the restart test (tests/reliability/test_restarts.py):
-throw-away PostgreSQL databases and a private Redis database, the sandbox vendors, every
-Airflow component; afterwards every process is stopped and the databases are dropped.
+* CeleryExecutor, the compose topology (`celery_stack`): PostgreSQL for Airflow's metadata (and
+  Celery results), Redis as the broker, two Celery workers, a separate PostgreSQL database as our
+  state store. Used by the deployment tests (fixture `celery_stack` in conftest.py) and the
+  restart test (tests/reliability/test_restarts.py).
+* LocalExecutor with SQLite metadata, like `scripts/ui`: `StackConfig` without a broker. Used by
+  `tests/webhooks/airflow_stack.py` (the webhook end-to-end test and its latency benchmark).
+
+`StackConfig` says what differs (executor, metadata database, DAG files, workers, connections,
+settings). `AirflowStack` gives every component the same environment, the way the compose
+file's `x-airflow-common` block does: connections as `AIRFLOW_CONN_*` variables, per-run secrets
+(JWT secret, Fernet key, admin password), every component bound to 127.0.0.1 on a port picked
+at run time, each one a child of a `ProcessGroup` so that nothing outlives the test.
+`AirflowApi` talks to the public REST API (`/api/v2`) with a token from the simple auth manager,
+as an operator's script would.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,50 +47,92 @@ from tests.deploy.services import PostgresDatabases, private_redis_db, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 WORKERS = ("worker1", "worker2")
 TERMINAL = frozenset({"success", "failed"})
+ACTIVE = frozenset({"queued", "running"})
 DAG_IDS = ("loop_returns_to_whiplash", "loop_asn_backfill", "whiplash_receipts_to_loop")
+# As the compose init job and scripts/_env.sh create them, with RETURNS_SYNC_API_POOL_SLOTS.
+POOLS = {
+    "loop_api": "Loop API: 300 requests/min per key",
+    "whiplash_api": "Whiplash API: 10 requests/s per account",
+}
 SEEDED_RETURNS = 60
 POOL_SLOTS = 4  # creation tasks run on both workers at once (2 worker processes each)
 # What the deployment tests run with; `celery_stack(settings=...)` overrides single values.
 SETTINGS = {
+    # Sized for 2 shared cores.
+    "AIRFLOW__CORE__PARALLELISM": "8",
+    "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "8",
+    "AIRFLOW__API__WORKERS": "1",
+    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+    # Only the runs the test triggers: no schedule or asset-triggered runs in between.
+    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
     "RETURNS_SYNC_BATCH_SIZE": "4",  # several mapped tasks for two workers
     "RETURNS_SYNC_API_POOL_SLOTS": str(POOL_SLOTS),
     "RETURNS_SYNC_RETRY_DELAY_SECONDS": "2",
     "RETURNS_SYNC_RETRY_WAIT_SCALE": "0.01",
     "RETURNS_SYNC_HTTP_TIMEOUT": "10",
 }
+# The sandbox's URLs and credentials (keys of its `--urls-file`) the vendor connections need.
+VENDOR_KEYS = (
+    "loop_url",
+    "loop_api_key",
+    "whiplash_url",
+    "whiplash_client_id",
+    "whiplash_client_secret",
+)
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What differs between runs: where the databases and the broker are, and the vendors."""
+    """What differs between topologies and runs.
 
-    home: Path
-    metadata_url: str  # SQLAlchemy URL of Airflow's metadata database
-    broker_url: str
+    With a `broker_url` the executor is CeleryExecutor (Redis broker, results in the metadata
+    database, one Celery worker per name in `workers`), without one it is LocalExecutor.
+    """
+
+    home: Path  # AIRFLOW_HOME of every component (task logs under `logs/`)
     state_conn: str  # the `returns_sync_db` connection (URI)
     connections: Mapping[str, str]  # AIRFLOW_CONN_* for the vendors
-    settings: Mapping[str, str]  # RETURNS_SYNC_* knobs
+    settings: Mapping[str, str]  # RETURNS_SYNC_* knobs and AIRFLOW__* options; applied last
+    metadata_url: str | None = None  # Airflow's metadata database; None: SQLite in `home`
+    broker_url: str | None = None
+    workers: tuple[str, ...] = ()
+    dag_files: tuple[str, ...] | None = None  # only these files of dags/; None: all of them
+    pool_slots: int = 2
     worker_concurrency: int = 2
     queue: str = "default"
 
+    @property
+    def executor(self) -> str:
+        return "CeleryExecutor" if self.broker_url else "LocalExecutor"
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return (*COMPONENTS, *self.workers)
+
 
 class AirflowStack:
-    """api-server, scheduler, dag-processor, triggerer and Celery workers, all on loopback."""
+    """Airflow's components as children of `processes`, on loopback, with one environment."""
 
     def __init__(self, config: StackConfig, processes: ProcessGroup) -> None:
         self.config = config
         self.processes = processes
-        self.api_port = free_port()
+        self.port = free_port()
         self.password = secrets.token_urlsafe(16)
-        self.base_url = f"http://127.0.0.1:{self.api_port}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        config.home.mkdir(parents=True, exist_ok=True)
         self.env = self._environment()
+        self.api = AirflowApi(self.url, ADMIN, self.password)
 
     def _environment(self) -> dict[str, str]:
         cfg = self.config
         passwords = cfg.home / "simple_auth_manager_passwords.json"
         passwords.write_text(json.dumps({ADMIN: self.password}))
+        metadata_url = cfg.metadata_url or f"sqlite:///{cfg.home / 'airflow.db'}"
         inherited = {
             k: v
             for k, v in os.environ.items()
@@ -92,44 +142,55 @@ class AirflowStack:
             **inherited,
             "PYTHONPATH": str(ROOT),
             "AIRFLOW_HOME": str(cfg.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self._dags_folder()),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.metadata_url,
-            "AIRFLOW__CELERY__BROKER_URL": cfg.broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + cfg.metadata_url,
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cfg.worker_concurrency),
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": cfg.queue,
-            # Sized for 2 shared cores.
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "8",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            # Only the runs the test triggers: no schedule or asset-triggered runs in between.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__EXECUTOR": cfg.executor,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_RETURNS_SYNC_DB": cfg.state_conn,
-            **cfg.connections,
-            **cfg.settings,
         }
-        return env
+        if cfg.broker_url:
+            env |= {
+                "AIRFLOW__CELERY__BROKER_URL": cfg.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cfg.worker_concurrency),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": cfg.queue,
+            }
+        return {**env, **cfg.connections, **cfg.settings}
 
-    def airflow(self, *args: str, timeout: float = 240) -> str:
-        """Run one `airflow` CLI command to completion (migrations); its output on failure."""
-        log = self.config.home / f"cli-{args[0]}-{args[1] if len(args) > 1 else ''}.log"
+    def _dags_folder(self) -> Path:
+        """dags/ itself, or a folder in the home linking only the DAG files asked for."""
+        if self.config.dag_files is None:
+            return ROOT / "dags"
+        folder = self.config.home / "dags"
+        folder.mkdir(exist_ok=True)
+        for name in self.config.dag_files:
+            link = folder / name
+            if not link.exists():
+                link.symlink_to(ROOT / "dags" / name)
+        return folder
+
+    # ------------------------------------------------------------------ processes
+
+    def run(self, argv: Sequence[str], log_name: str, timeout: float = 240) -> str:
+        """Run one command to completion in the stack's environment; its output.
+
+        On failure the error carries the end of the output (kept in `<home>/<log_name>.log`).
+        """
+        log = self.config.home / f"{log_name}.log"
         with log.open("wb") as out:
             proc = subprocess.run(
-                [sys.executable, "-m", "airflow", *args],
+                list(argv),
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -139,33 +200,104 @@ class AirflowStack:
                 check=False,
             )
         if proc.returncode != 0:
-            raise AssertionError(f"airflow {' '.join(args)} failed:\n{tail(log, 60)}")
+            raise AssertionError(f"{' '.join(argv)} failed:\n{tail(log, 60)}")
         return log.read_text()
 
-    def start(self) -> None:
-        """Start every long-running component (after `airflow db migrate`)."""
+    def airflow(self, *args: str, timeout: float = 240) -> str:
+        """Run one `airflow` CLI command to completion (migrations)."""
+        name = "cli-" + "-".join(args[:2])
+        return self.run([sys.executable, "-m", "airflow", *args], name, timeout)
+
+    def command(self, name: str) -> list[str]:
+        """How component `name` is started (a Celery worker is named after itself)."""
         af = [sys.executable, "-m", "airflow"]
-        start = self.processes.start
-        api = [*af, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port)]
-        start("api-server", api, self.env, ROOT)
-        start("scheduler", [*af, "scheduler", "--skip-serve-logs"], self.env, ROOT)
-        start("dag-processor", [*af, "dag-processor"], self.env, ROOT)
-        start("triggerer", [*af, "triggerer", "--skip-serve-logs"], self.env, ROOT)
-        for name in WORKERS:
+        if name in self.config.workers:
             worker = [*af, "celery", "worker", "--celery-hostname", f"{name}@%h"]
             worker += ["--queues", self.config.queue, "--skip-serve-logs"]
-            start(name, [*worker, "--without-gossip", "--without-mingle"], self.env, ROOT)
+            return [*worker, "--without-gossip", "--without-mingle"]
+        if name == "api-server":
+            return [*af, name, "--host", "127.0.0.1", "--port", str(self.port)]
+        if name in ("scheduler", "triggerer"):
+            return [*af, name, "--skip-serve-logs"]
+        return [*af, name]
+
+    def start(self, *names: str) -> None:
+        """Start components (default: every one in the config) that are not running."""
+        running = {child.name for child in self.processes.children}
+        for name in names or self.config.components:
+            if name not in running:
+                self.processes.start(name, self.command(name), self.env, ROOT)
+
+    def stop(self, *names: str) -> None:
+        """Stop components gracefully (SIGTERM, then SIGKILL); `start` brings them back."""
+        for name in names:
+            self.processes.stop(name)
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL one component (`scheduler`, `worker1`, ...) with everything it started."""
+        return self.processes.kill(name)
+
+    def restart(self, name: str) -> None:
+        """Start a killed component again, with the same command and environment."""
+        self.processes.restart(name)
+
+    def up(self, dag_ids: Iterable[str], timeout: float = 120) -> AirflowStack:
+        """Migrate, start every component and wait until the DAGs can run (`timeout` a wait).
+
+        Waits for a healthy API server (metadata database, scheduler, triggerer, DAG
+        processor), logs in, creates the API pools, then waits until `dag_ids` are parsed
+        and every Celery worker is ready.
+        """
+        wanted = tuple(dag_ids)
+        self.airflow("db", "migrate")
+        self.start()
+        self.processes.wait_for("a healthy Airflow API server", self.healthy, timeout)
+        self.api.login()
+        for pool, description in POOLS.items():
+            self.api.create_pool(pool, self.config.pool_slots, description)
+        parsed = lambda: all(map(self.api.dag_known, wanted))  # noqa: E731
+        self.processes.wait_for(f"DAGs {wanted} to be parsed", parsed, timeout)
+        if self.config.workers:
+            self.processes.wait_for("the Celery workers", self.workers_ready, timeout)
+        return self
+
+    def healthy(self) -> bool:
+        """The API server answers and reports every part of Airflow healthy."""
+        body = self.api.health()
+        return body is not None and all(
+            body.get(part, {}).get("status") == "healthy" for part in HEALTH_PARTS
+        )
+
+    # ------------------------------------------------------------------ DAG runs
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        body = self.api.call("GET", f"/dags/{dag_id}/dagRuns?limit=100")
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs
+
+    def wait_idle(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
+        """Until no run of these DAGs is queued or running."""
+        wanted = sorted(dag_ids)
+
+        def idle() -> bool:
+            return not {run["state"] for d in wanted for run in self.dag_runs(d)} & ACTIVE
+
+        self.processes.wait_for(f"runs of {wanted} to finish", idle, timeout)
+
+    # ------------------------------------------------------------------ Celery workers
 
     def workers_ready(self) -> bool:
         """Every running Celery worker announced `ready.` in its (current) log."""
-        workers = [c for c in self.processes.children if c.name in WORKERS]
-        return len(workers) == len(WORKERS) and all(" ready." in c.log_text() for c in workers)
+        workers = [c for c in self.processes.children if c.name in self.config.workers]
+        return len(workers) == len(self.config.workers) and all(
+            " ready." in c.log_text() for c in workers
+        )
 
     def workloads_per_worker(self) -> dict[str, int]:
         """How many task workloads each Celery worker executed (its logs, restarts included)."""
-        counts = dict.fromkeys(WORKERS, 0)
+        counts = dict.fromkeys(self.config.workers, 0)
         for child in [*self.processes.retired, *self.processes.children]:
-            if child.name in WORKERS:
+            if child.name in counts:
                 counts[child.name] += child.log_text().count("Executing workload in Celery")
         return counts
 
@@ -176,7 +308,7 @@ class AirflowStack:
         a descendant of the worker that received the workload, in a process group of its own.
         """
         for child in self.processes.children:
-            if child.name not in WORKERS:
+            if child.name not in self.config.workers:
                 continue
             for process in child.tree():
                 try:
@@ -185,14 +317,6 @@ class AirflowStack:
                 except psutil.Error:
                     continue
         return None
-
-    def kill(self, name: str) -> list[int]:
-        """SIGKILL one component (`scheduler`, `worker1`, ...) with everything it started."""
-        return self.processes.kill(name)
-
-    def restart(self, name: str) -> None:
-        """Start a killed component again, with the same command and environment."""
-        self.processes.restart(name)
 
 
 class AirflowApi:
@@ -204,12 +328,16 @@ class AirflowApi:
         self.password = password
         self.session = requests.Session()
 
-    def healthy(self) -> bool:
+    def health(self) -> dict[str, Any] | None:
+        """The API server's health report; None while it does not answer."""
         try:
             response = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
         except requests.RequestException:
-            return False
-        return response.status_code == 200
+            return None
+        if response.status_code != 200:
+            return None
+        report: dict[str, Any] = response.json()
+        return report
 
     def login(self) -> None:
         response = self.session.post(
@@ -282,6 +410,38 @@ class AirflowApi:
         return ", ".join(f"{r['task_id']}[{r.get('map_index', -1)}]={r['state']}" for r in rows)
 
 
+def vendor_connections(
+    sandbox: Mapping[str, Any],
+    loop_extra: Mapping[str, Any] | None = None,
+    whiplash_extra: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """`loop_default` and `whiplash_default` pointed at the sandbox, as AIRFLOW_CONN_* JSON.
+
+    `sandbox` holds the `VENDOR_KEYS`; the extras go into the connections' `extra` field.
+    """
+    loop: dict[str, Any] = {
+        "conn_type": "http",
+        "host": sandbox["loop_url"],
+        "password": sandbox["loop_api_key"],
+    }
+    whiplash: dict[str, Any] = {
+        "conn_type": "http",
+        "host": sandbox["whiplash_url"],
+        "login": sandbox["whiplash_client_id"],
+        "password": sandbox["whiplash_client_secret"],
+    }
+    for connection, extra in ((loop, loop_extra), (whiplash, whiplash_extra)):
+        if extra:
+            connection["extra"] = dict(extra)
+    return {
+        "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(loop),
+        "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(whiplash),
+    }
+
+
+# --------------------------------------------------------------------------- the Celery topology
+
+
 @dataclass
 class RunningStack:
     """What the end-to-end tests drive and inspect."""
@@ -352,22 +512,22 @@ def celery_stack(
                 store.dispose()
 
                 sandbox = (start_sandbox or sandbox_process())(processes, workdir)
-                urls = {
-                    "metadata": metadata.render_as_string(hide_password=False),
-                    "broker": redis_url(redis_db),
-                    "state": state_url,
-                }
+                # The sandbox enforces no rate limit here; a generous per-process throttle
+                # keeps the hooks' rate limiter in the path without making the test wait on it.
+                fast = {"rate_limit": 20}
                 config = StackConfig(
                     home=workdir / "airflow",
-                    metadata_url=urls["metadata"],
-                    broker_url=urls["broker"],
-                    state_conn=urls["state"],
-                    connections=vendor_connections(sandbox),
+                    state_conn=state_url,
+                    connections=vendor_connections(sandbox, fast, fast),
                     settings={**SETTINGS, **(settings or {})},
+                    metadata_url=metadata.render_as_string(hide_password=False),
+                    broker_url=redis_url(redis_db),
+                    workers=WORKERS,
+                    pool_slots=pool_slots,
                 )
-                stack, api = _start_airflow(config, processes, pool_slots)
+                stack = AirflowStack(config, processes).up(DAG_IDS)
                 yield RunningStack(
-                    api, stack, processes, sandbox, state_url, time.monotonic() - started
+                    stack.api, stack, processes, sandbox, state_url, time.monotonic() - started
                 )
             finally:  # before the broker database is flushed and the databases dropped
                 processes.stop_all()
@@ -377,49 +537,6 @@ def celery_stack(
     assert not leftovers, f"processes left running after the test: {leftovers}"
     for role in ("meta", "state"):
         assert not databases.exists(role), f"database {databases.name(role)} was not dropped"
-
-
-def _start_airflow(
-    config: StackConfig, processes: ProcessGroup, pool_slots: int
-) -> tuple[AirflowStack, AirflowApi]:
-    """Migrate, start every component, wait until it can run the DAGs; create the pools."""
-    config.home.mkdir()
-    stack = AirflowStack(config, processes)
-    stack.airflow("db", "migrate")
-    stack.start()
-    api = AirflowApi(stack.base_url, ADMIN, stack.password)
-    processes.wait_for("the api-server", api.healthy, timeout=120)
-    api.login()
-    processes.wait_for("the three DAGs to be parsed", lambda: all(map(api.dag_known, DAG_IDS)), 120)
-    processes.wait_for("both Celery workers", stack.workers_ready, timeout=120)
-    # Pools as the compose init job sets them, both with RETURNS_SYNC_API_POOL_SLOTS.
-    api.create_pool("loop_api", pool_slots, "Loop API: 300 requests/min per key")
-    api.create_pool("whiplash_api", pool_slots, "Whiplash API: 10 requests/s per account")
-    return stack, api
-
-
-def vendor_connections(sandbox: Mapping[str, Any]) -> dict[str, str]:
-    """`loop_default` and `whiplash_default` pointed at the sandbox, as AIRFLOW_CONN_* JSON."""
-    # The sandbox enforces no rate limit here; a generous per-process throttle keeps the
-    # hooks' rate limiter in the path without making the test wait on it.
-    fast = {"rate_limit": 20}
-    loop = {
-        "conn_type": "http",
-        "host": sandbox["loop_url"],
-        "password": sandbox["loop_api_key"],
-        "extra": fast,
-    }
-    whiplash = {
-        "conn_type": "http",
-        "host": sandbox["whiplash_url"],
-        "login": sandbox["whiplash_client_id"],
-        "password": sandbox["whiplash_client_secret"],
-        "extra": fast,
-    }
-    return {
-        "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(loop),
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(whiplash),
-    }
 
 
 def sandbox_admin(admin_url: str, method: str, path: str, body: Any = None) -> Any:

@@ -4,9 +4,10 @@ Airflow components fork (Celery pool workers, task supervisors, uvicorn workers)
 only the parent would leave orphans. Every process here starts a new session; `stop_all`
 signals the whole group, waits, then kills what is left. Airflow's task supervisor puts each
 task process into a process group of its own, so the descendants are also tracked one by one
-(`tree`) and killed with their group. `kill` SIGKILLs one component with everything it
-started (no chance to clean up), `restart` starts it again. Output goes to one log file per
-process start, whose tail is shown when something dies or a wait times out.
+(`tree`) and killed with their group. `stop` ends one component the same way (SIGTERM, then
+SIGKILL), `kill` SIGKILLs one component with everything it started (no chance to clean up),
+`restart` starts it again. Output goes to one log file per process start, whose tail is shown
+when something dies or a wait times out.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -119,13 +123,30 @@ class ProcessGroup:
             with contextlib.suppress(psutil.Error):
                 process.kill()
         psutil.wait_procs(members, timeout=10)
+        self._retire(child)
+        return [process.pid for process in members]
+
+    def stop(self, name: str, grace: float = 20.0) -> None:
+        """SIGTERM `name`'s process group, wait up to `grace`, then SIGKILL what is left of it.
+
+        Its descendants in other process groups are left to `stop_all`, which kills them if
+        they are still running then.
+        """
+        child = self.child(name)
+        self._descendants.update((p.pid, p) for p in child.tree()[1:])
+        _signal_group(child.popen.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.popen.wait(timeout=grace)
+        _signal_group(child.popen.pid, signal.SIGKILL)  # stragglers in the group
+        self._retire(child)
+
+    def _retire(self, child: Child) -> None:
         child.popen.wait(timeout=10)
         self.children.remove(child)
         self.retired.append(child)
-        return [process.pid for process in members]
 
     def restart(self, name: str) -> Child:
-        """Start the last process called `name` again, the same way (after `kill`)."""
+        """Start the last process called `name` again, the same way (after `kill` or `stop`)."""
         last = next(c for c in reversed([*self.retired, *self.children]) if c.name == name)
         return self.start(name, last.argv, last.env, last.cwd)
 
@@ -139,14 +160,17 @@ class ProcessGroup:
                 )
 
     def wait_for(
-        self, what: str, ready: Callable[[], bool], timeout: float, interval: float = 0.5
-    ) -> None:
-        """Poll `ready` until it is true; fail early if a child dies, or after `timeout`."""
+        self, what: str, ready: Callable[[], T], timeout: float, interval: float = 0.5
+    ) -> T:
+        """Poll `ready` until it returns something true, and return that.
+
+        Fails early when a child dies, and after `timeout` with the tail of every child's log.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.assert_alive()
-            if ready():
-                return
+            if value := ready():
+                return value
             time.sleep(interval)
         logs = "\n".join(f"--- {c.name}\n{tail(c.log, 15)}" for c in self.children)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")

@@ -1,247 +1,29 @@
-"""A real Airflow 3 (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1, for tests.
+"""The webhook path through real Airflow: sandbox, LocalExecutor stack and state store, wired.
 
-Used by the webhook end-to-end test and `bench/bench_webhook_latency.py`. Like `scripts/ui`:
-LocalExecutor, SQLite metadata, our DAGs and plugin, everything bound to loopback; unlike it,
-in a temporary AIRFLOW_HOME with only the DAGs under test, connections given as environment
-variables, and every process started in its own process group so `stop()` ends it and all its
-children (task workers, uvicorn workers), whatever happened.
+Used by the webhook end-to-end test and `bench/bench_webhook_latency.py`. Airflow itself comes
+from `tests/deploy/airflow_stack.py` in its LocalExecutor topology, like `scripts/ui`: SQLite
+metadata, api-server, scheduler, dag-processor and triggerer on 127.0.0.1, in a temporary home
+with only the DAGs under test. What is specific to webhooks lives here: the sandbox runs in
+this process (its deliveries and records stay inspectable), our endpoints are registered with
+both simulators through the registration CLI, and polling is pushed a day away, so that what
+happens after the DAGs' first scheduled runs is the webhooks' doing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import requests
-
-ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-POOLS = {
-    "loop_api": {"slots": 2, "description": "Loop API: 300 requests/min per key"},
-    "whiplash_api": {"slots": 2, "description": "Whiplash API: 10 requests/s per account"},
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy; TimeoutError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    raise TimeoutError(
-        f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})"
-    )
-
-
-class AirflowStack:
-    """Airflow processes in `home`; a context manager that always stops what it started."""
-
-    def __init__(
-        self,
-        home: Path,
-        *,
-        dag_files: Iterable[str],
-        connections: Mapping[str, Mapping[str, Any]],
-        extra_env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        dags = home / "dags"
-        dags.mkdir(parents=True, exist_ok=True)
-        for name in dag_files:
-            link = dags / name
-            if not link.exists():
-                link.symlink_to(ROOT / "dags" / name)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "RETURNS_SYNC_"))
-        }
-        env.update(
-            {
-                "PYTHONPATH": str(ROOT),
-                "AIRFLOW_HOME": str(home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "4",
-                "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "4",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.port),
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-                "RETURNS_SYNC_REPORTS_DIR": str(home / "reports"),
-            }
-        )
-        for conn_id, fields in connections.items():
-            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(dict(fields))
-        env.update(extra_env or {})
-        self.env = env
-        self._token: str | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def airflow(self, *args: str, timeout: float = 120) -> str:
-        """Run one `airflow` CLI command in this home; its output, or an error with the log."""
-        done = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def prepare(self) -> None:
-        """A fresh metadata database and the pools our tasks run in."""
-        self.airflow("db", "migrate")
-        pools = self.home / "pools.json"
-        pools.write_text(json.dumps(POOLS))
-        self.airflow("pools", "import", str(pools))
-
-    def start(self, *components: str) -> None:
-        """Start components (default: all four), each in its own process group."""
-        for name in components or COMPONENTS:
-            if name in self._procs and self._procs[name].poll() is None:
-                continue
-            args = [name]
-            if name == "api-server":
-                args += ["--host", "127.0.0.1", "--port", str(self.port)]
-            if name in ("scheduler", "triggerer"):
-                args.append("--skip-serve-logs")
-            log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-            self._procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *args],
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            log.close()
-
-    def stop(self, *components: str, timeout: float = 20) -> None:
-        """Stop components (default: all) and every process they started."""
-        names = [n for n in (components or list(self._procs)) if n in self._procs]
-        for name in names:
-            _signal_group(self._procs[name], signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name in names:
-            proc = self._procs.pop(name)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            _signal_group(proc, signal.SIGKILL)  # stragglers in the group (task workers)
-            if proc.poll() is None:
-                proc.wait(5)
-
-    def __enter__(self) -> AirflowStack:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def crashed(self) -> list[str]:
-        return [name for name, proc in self._procs.items() if proc.poll() is not None]
-
-    def logs(self, tail: int = 40) -> str:
-        """The last lines of every component's log (for a failing test's message)."""
-        parts = []
-        for path in sorted(self.home.glob("*.log")):
-            lines = path.read_text(errors="replace").splitlines()[-tail:]
-            parts.append(f"--- {path.name}\n" + "\n".join(lines))
-        return "\n".join(parts)
-
-    # ------------------------------------------------------------------ REST API
-
-    def wait_healthy(self, timeout: float = 120) -> None:
-        def healthy() -> bool:
-            if self.crashed():
-                raise RuntimeError(f"Airflow components exited: {self.crashed()}\n{self.logs()}")
-            body = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-            wanted = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            return all(
-                body.get(part, {}).get("status") == "healthy"
-                for part in wanted
-                if part == "metadatabase" or part.replace("_", "-") in self._procs
-            )
-
-        wait_for(healthy, timeout, "a healthy Airflow API server and components")
-
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A call to Airflow's public REST API (`/api/v2/...`) as the local admin."""
-        if self._token is None:
-            self._token = requests.get(f"{self.url}/auth/token", timeout=10).json()["access_token"]
-        response = requests.request(
-            method,
-            f"{self.url}/api/v2{path}",
-            headers={"Authorization": f"Bearer {self._token}"},
-            timeout=30,
-            **kwargs,
-        )
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = self.api(
-            "GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100}
-        )["dag_runs"]
-        return runs
-
-    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
-        wanted = set(dag_ids)
-
-        def parsed() -> bool:
-            dags = self.api("GET", "/dags", params={"limit": 100})["dags"]
-            return wanted <= {d["dag_id"] for d in dags if not d.get("is_paused")}
-
-        wait_for(parsed, timeout, f"DAGs {sorted(wanted)} to be parsed and unpaused")
-
-    def wait_idle(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
-        """Until no run of these DAGs is queued or running."""
-
-        def idle() -> bool:
-            states = {r["state"] for d in dag_ids for r in self.dag_runs(d)}
-            return not states & {"queued", "running"}
-
-        wait_for(idle, timeout, f"runs of {sorted(dag_ids)} to finish", interval=0.5)
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)  # the group this test started (start_new_session=True)
-
-
-# --------------------------------------------------------------------------- the webhook path
+from tests.deploy.airflow_stack import (
+    VENDOR_KEYS,
+    AirflowStack,
+    StackConfig,
+    vendor_connections,
+)
+from tests.deploy.processes import ProcessGroup
 
 DAG_FILES = ("loop_returns_to_whiplash.py", "whiplash_receipts_to_loop.py")
 RMA_DAG = "loop_returns_to_whiplash"
@@ -254,7 +36,8 @@ class WebhookPipeline:
     what happens is the webhooks' doing.
 
     `start()` returns once Airflow is healthy, the DAGs are parsed and their first scheduled
-    runs have finished; `stop()` (or leaving the `with` block) stops everything.
+    runs have finished; `stop()` (or leaving the `with` block) stops everything. Under `home`:
+    `airflow/` (AIRFLOW_HOME), `logs/` (one log per component), `reports/`, `state.db`.
     """
 
     def __init__(self, home: Path, *, seed: int = 0, extra_env: Mapping[str, str] | None = None):
@@ -264,78 +47,59 @@ class WebhookPipeline:
         self.sandbox = Sandbox(seed=seed)
         self.state_url = f"sqlite:///{home / 'state.db'}"
         self._extra_env = dict(extra_env or {})
+        self.processes = ProcessGroup(home / "logs")
         self.stack: AirflowStack | None = None
         self.store: Any = None
         self._returns = 0
 
     def start(self, timeout: float = 150) -> WebhookPipeline:
+        """Everything up; `timeout` bounds each wait (API healthy, DAGs parsed, first runs)."""
         from include.returns_sync.state import StateStore
 
-        deadline = time.monotonic() + timeout
         sandbox = self.sandbox.start()
         self.store = StateStore.from_url(self.state_url)
         self.store.migrate()
-        connections = {
-            "loop_default": {
-                "conn_type": "http",
-                "host": sandbox.loop_url,
-                "password": sandbox.loop_api_key,
-                "extra": {"webhook_secret": sandbox.loop_webhook_secret},
-            },
-            "whiplash_default": {
-                "conn_type": "http",
-                "host": sandbox.whiplash_url,
-                "login": sandbox.whiplash_client_id,
-                "password": sandbox.whiplash_client_secret,
-            },
-        }
-        env = {
-            # the state store URI is passed as written (Airflow's URI parser drops sqlite paths)
-            "AIRFLOW_CONN_RETURNS_SYNC_DB": self.state_url,
+        pool_slots = int(os.environ.get("RETURNS_SYNC_API_POOL_SLOTS") or 2)
+        settings = {
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "RETURNS_SYNC_REPORTS_DIR": str(self.home / "reports"),
             "RETURNS_SYNC_RMA_SCHEDULE_MINUTES": "1440",
             "RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES": "1440",
             "RETURNS_SYNC_RETRY_DELAY_SECONDS": "2",
             "RETURNS_SYNC_RETRY_WAIT_SCALE": "0.05",
+            # the API pools and the hooks' share of the vendor limits, as scripts/_env.sh sizes them
+            "RETURNS_SYNC_API_POOL_SLOTS": str(pool_slots),
             **self._extra_env,
         }
-        self.stack = AirflowStack(
-            self.home, dag_files=DAG_FILES, connections=connections, extra_env=env
+        config = StackConfig(
+            home=self.home / "airflow",
+            # the state store URI is passed as written (Airflow's URI parser drops sqlite paths)
+            state_conn=self.state_url,
+            connections=vendor_connections(
+                {key: getattr(sandbox, key) for key in VENDOR_KEYS},
+                loop_extra={"webhook_secret": sandbox.loop_webhook_secret},
+            ),
+            settings=settings,
+            dag_files=DAG_FILES,
+            pool_slots=pool_slots,
         )
-        self.stack.prepare()
-        self.stack.start()
-        left = lambda: max(5.0, deadline - time.monotonic())  # noqa: E731
-        self.stack.wait_healthy(left())
-        self.stack.wait_for_dags([RMA_DAG, RECEIPTS_DAG], left())
-        self.stack.wait_idle([RMA_DAG, RECEIPTS_DAG], left())
+        self.stack = AirflowStack(config, self.processes).up([RMA_DAG, RECEIPTS_DAG], timeout)
+        self.stack.wait_idle([RMA_DAG, RECEIPTS_DAG], timeout)
         self.register()
         return self
 
     def register(self) -> str:
         """Our endpoints with both simulators, through the registration CLI."""
         assert self.stack is not None
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "include.returns_sync.webhooks.register",
-                "--url",
-                self.stack.url,
-                "--allow-http",
-            ],
-            env=self.stack.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"registration failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
+        module = "include.returns_sync.webhooks.register"
+        argv = [sys.executable, "-m", module, "--url", self.stack.url, "--allow-http"]
+        return self.stack.run(argv, "register", timeout=60)
 
     def stop(self) -> None:
         try:
-            if self.stack is not None:
-                self.stack.stop()
+            self.processes.stop_all()
         finally:
             self.sandbox.stop()
             if self.store is not None:
@@ -375,9 +139,8 @@ class WebhookPipeline:
         ]
 
     def wait_rma(self, return_id: str, timeout: float = 60) -> dict[str, Any]:
-        found: list[dict[str, Any]] = wait_for(
-            lambda: self.rmas(return_id), timeout, f"the RMA of Loop return {return_id}", 0.05
-        )
+        what = f"the RMA of Loop return {return_id}"
+        found = self.processes.wait_for(what, lambda: self.rmas(return_id), timeout, 0.05)
         return found[0]
 
     def received_at(self, source: str, resource_id: str) -> Any:
@@ -409,3 +172,8 @@ class WebhookPipeline:
         with self.store.engine.connect() as conn:
             rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
         return {status: count for status, count in rows}
+
+    def wait_inbox_done(self, timeout: float) -> None:
+        """Until every event in the inbox has been handled (status `done`)."""
+        done = lambda: set(self.inbox_statuses()) == {"done"}  # noqa: E731
+        self.processes.wait_for("every inbox event to be done", done, timeout)

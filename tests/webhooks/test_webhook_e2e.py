@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.webhooks.airflow_stack import RMA_DAG, WebhookPipeline, wait_for
+from tests.webhooks.airflow_stack import RMA_DAG, WebhookPipeline
 from tests.webhooks.support import loop_signature
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> WebhookPipeline:
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookPipeline]:
     home: Path = tmp_path_factory.mktemp("airflow")
     running = WebhookPipeline(home, seed=11)
     try:
@@ -30,7 +31,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> WebhookPipeline:
     except BaseException:
         running.stop()
         raise
-    yield running  # type: ignore[misc]
+    yield running
     running.stop()
 
 
@@ -73,7 +74,7 @@ def test_label_webhooks_create_the_rmas_and_receipt_webhooks_process_the_returns
             for rid in returns
         )
 
-    wait_for(processed, 120, "Loop to be told to process every received return", 0.5)
+    pipeline.processes.wait_for("Loop to process every received return", processed, 120)
     assert pipeline.stack is not None
     pipeline.stack.wait_idle([RMA_DAG], 60)
     for rid in returns:
@@ -84,7 +85,7 @@ def test_label_webhooks_create_the_rmas_and_receipt_webhooks_process_the_returns
         pipeline.sandbox.loop.webhooks.deliveries() + pipeline.sandbox.whiplash.webhook_deliveries()
     )
     assert {d.status for d in deliveries} == {200}
-    wait_for(lambda: set(pipeline.inbox_statuses()) == {"done"}, 30, "every inbox event done")
+    pipeline.wait_inbox_done(30)
     print(f"median webhook -> RMA latency: {statistics.median(latencies):.2f} s")
 
     # webhook runs read only what the webhooks named; the first scheduled run polled its window
@@ -135,5 +136,5 @@ def test_an_event_accepted_while_the_scheduler_and_triggerer_are_down_is_not_los
 
     stack.start("scheduler", "triggerer")
     pipeline.wait_rma(return_id, timeout=90)
-    wait_for(lambda: set(pipeline.inbox_statuses()) == {"done"}, 60, "the inbox to drain")
+    pipeline.wait_inbox_done(60)
     assert len(pipeline.rmas(return_id)) == 1
