@@ -6,7 +6,7 @@ both webhook secrets, the Fernet key, and every access and refresh token the Whi
 issues along the way. Vendor faults make the error and retry paths log as well. Afterwards the
 captured output, the files under `$AIRFLOW_HOME/logs`, every report file, the SQLite state store
 and Airflow's metadata database (XComs, rendered fields) are searched for each of them.
-The real-Airflow restart test (test_restarts.py) does the same for a scheduler's task logs.
+The real-Airflow restart test (test_restarts.py) does the same for the Celery workers' task logs.
 """
 
 from __future__ import annotations
