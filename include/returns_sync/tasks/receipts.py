@@ -187,7 +187,9 @@ def reconcile_and_act(
         )
 
     if criteria.dispositions.enabled and not dry_run:  # optional: plan with the decision
-        _plan_dispositions(store, verdict_rows, loop_returns, result.lines, criteria)
+        from include.returns_sync.tasks.dispositions import plan_dispositions
+
+        plan_dispositions(store, verdict_rows, loop_returns, result.lines, criteria)
 
     # 3. act on every decided return whose action is not yet done (new and unfinished alike)
     to_act = {
@@ -231,7 +233,9 @@ def reconcile_and_act(
     # 4. optional: the planned dispositions of every return whose Process/Flag is done
     dispositions = []
     if criteria.dispositions.enabled and not dry_run:
-        dispositions = _send_dispositions(loop, store, LoopActionRejected, vendor_error)
+        from include.returns_sync.tasks.dispositions import send_dispositions
+
+        dispositions = send_dispositions(loop, store, LoopActionRejected, vendor_error)
         outcomes.extend(dispositions)
 
     summary = {
@@ -279,72 +283,6 @@ def reconcile_and_act(
         if watermark is not None:
             store.advance_watermark(RECEIPT_WATERMARK, watermark)
     return summary
-
-
-def _plan_dispositions(
-    store: Any,
-    verdict_rows: list[dict[str, Any]],
-    loop_returns: dict[int, Any],
-    lines: Any,
-    criteria: Any,
-) -> None:
-    """Store each new process/flag decision's dispositions, from this run's receipt lines."""
-    from include.returns_sync.domain.dispositions import plan_and_record, plan_dispositions
-
-    acted = {
-        int(row["whiplash_return_id"]): str(row["loop_return_id"])
-        for row in verdict_rows
-        if str(row["verdict"]) in ("process", "flag") and row["loop_return_id"]
-    }
-    received: dict[int, dict[str, tuple[int, int]]] = {}
-    ours = lines[lines["whiplash_return_id"].isin(list(acted))]
-    for wid, sku, good, damaged in zip(
-        ours["whiplash_return_id"].tolist(),
-        ours["sku"].astype("str").tolist(),
-        ours["good"].tolist(),
-        ours["damaged"].tolist(),
-        strict=True,
-    ):
-        received.setdefault(int(wid), {})[sku] = (int(good), int(damaged))
-    for wid, loop_id in acted.items():
-        if wid in loop_returns:
-            items = plan_dispositions(
-                loop_returns[wid],
-                received.get(wid, {}),
-                criteria.dispositions,
-                criteria.sku_aliases,
-            )
-            plan_and_record(store, loop_id, items)
-
-
-def _send_dispositions(
-    loop: Any, store: Any, rejected: type[Exception], vendor_error: type[Exception]
-) -> list[dict[str, Any]]:
-    """Send every planned disposition whose Process or Flag is done; report each outcome.
-
-    Loop answers 403 when a line item is not the shop's (2026-10): that refuses these items,
-    it does not mean the key is wrong, so it is recorded as failed (final), not raised.
-    """
-    from include.returns_sync.domain.actions import ActionOutcome
-    from include.returns_sync.domain.dispositions import DISPOSITION, send_dispositions
-
-    outcomes = []
-    for loop_id in store.waiting_dispositions():
-        try:
-            outcome = send_dispositions(
-                loop, store, loop_id, rejected=rejected, vendor_error=vendor_error
-            )
-        except vendor_error as exc:
-            if getattr(exc, "status", None) != 403:
-                raise  # 401: the credentials are wrong; fail the task, alert
-            store.finish_action(loop_id, DISPOSITION, "failed", "403", str(exc)[:500])
-            outcome = ActionOutcome(loop_id, DISPOSITION, "failed", None, "403", str(exc))
-        outcomes.append({"whiplash_return_id": None, **outcome.__dict__})
-    if outcomes:
-        log.info(
-            "Dispositions:\n%s", format_counts("outcome", _count(o["outcome"] for o in outcomes))
-        )
-    return outcomes
 
 
 def _unreadable_receipt(raw: Any, error: Exception) -> dict[str, Any]:
