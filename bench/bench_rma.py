@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.report import write_section  # noqa: E402
+from include.returns_sync.sandbox.connections import airflow_connections  # noqa: E402
 
 BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## RMA creation"
@@ -137,29 +138,13 @@ def worker_env(urls: dict[str, str], workdir: Path, throttled: bool) -> dict[str
     """Connections to the sandbox, a fresh SQLite store; throttles off unless `throttled`."""
     from cryptography.fernet import Fernet
 
-    extra = {} if throttled else {"extra": {"rate_limit": 0}}
+    fast = None if throttled else {"rate_limit": 0}
     env = dict(os.environ)
     # One creation task at a time, as one pool slot: it may use the vendor's whole rate.
     env["RETURNS_SYNC_API_POOL_SLOTS"] = "1"
+    env.update(airflow_connections(urls, loop_extra=fast, whiplash_extra=fast))
     env.update(
         {
-            "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(
-                {
-                    "conn_type": "http",
-                    "host": urls["loop_url"],
-                    "password": urls["loop_api_key"],
-                    **extra,
-                }
-            ),
-            "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(
-                {
-                    "conn_type": "http",
-                    "host": urls["whiplash_url"],
-                    "login": urls["whiplash_client_id"],
-                    "password": urls["whiplash_client_secret"],
-                    **extra,
-                }
-            ),
             "AIRFLOW_CONN_RETURNS_SYNC_DB": f"sqlite:///{workdir / 'state.db'}",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "RETURNS_SYNC_REPORTS_DIR": str(workdir / "reports"),

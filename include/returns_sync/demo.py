@@ -23,22 +23,6 @@ RECEIPTS = "whiplash_receipts_to_loop"
 BACKFILL = "loop_asn_backfill"
 
 
-def _connections(sandbox: Any) -> dict[str, str]:
-    return {
-        "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": sandbox.loop_url, "password": sandbox.loop_api_key}
-        ),
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.whiplash_url,
-                "login": sandbox.whiplash_client_id,
-                "password": sandbox.whiplash_client_secret,
-            }
-        ),
-    }
-
-
 def _load_dag(dag_id: str) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -73,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from include.returns_sync.sandbox import Sandbox
+    from include.returns_sync.sandbox.connections import airflow_connections
 
     run_home = (
         Path(os.environ["AIRFLOW_HOME"]) / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -82,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RETURNS_SYNC_REPORTS_DIR"] = str(run_home / "reports")
 
     with Sandbox(seed=args.seed) as sandbox:
-        os.environ.update(_connections(sandbox))
+        os.environ.update(airflow_connections(sandbox))
         truth = sandbox.seed_day(n=args.returns)
         print(f"Sandbox: Loop {sandbox.loop_url}  Whiplash {sandbox.whiplash_url}")
         print(f"Seeded {args.returns} Loop returns; state and reports under {run_home}\n")

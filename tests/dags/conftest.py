@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from include.returns_sync.sandbox.connections import airflow_connections
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Read when the DAG files are parsed: Airflow's task retries wait 1 s in tests, not 30 s.
@@ -22,23 +24,8 @@ os.environ.setdefault("RETURNS_SYNC_RETRY_DELAY_SECONDS", "1")
 @pytest.fixture
 def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Connections pointed at the sandbox, a fresh SQLite state store and report folder."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_LOOP_DEFAULT",
-        json.dumps(
-            {"conn_type": "http", "host": sandbox.loop_url, "password": sandbox.loop_api_key}
-        ),
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.whiplash_url,
-                "login": sandbox.whiplash_client_id,
-                "password": sandbox.whiplash_client_secret,
-            }
-        ),
-    )
+    for name, value in airflow_connections(sandbox).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("RETURNS_SYNC_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("RETURNS_SYNC_RETRY_WAIT_SCALE", "0.01")  # retries wait ms, not seconds

@@ -41,6 +41,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from include.returns_sync.deploy.state_db import ensure_database
+from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.state import StateStore
 from tests.deploy.processes import ProcessGroup, free_port, tail
 from tests.deploy.services import PostgresDatabases, private_redis_db, redis_url
@@ -76,14 +77,6 @@ SETTINGS = {
     "RETURNS_SYNC_RETRY_WAIT_SCALE": "0.01",
     "RETURNS_SYNC_HTTP_TIMEOUT": "10",
 }
-# The sandbox's URLs and credentials (keys of its `--urls-file`) the vendor connections need.
-VENDOR_KEYS = (
-    "loop_url",
-    "loop_api_key",
-    "whiplash_url",
-    "whiplash_client_id",
-    "whiplash_client_secret",
-)
 
 
 @dataclass(frozen=True)
@@ -410,35 +403,6 @@ class AirflowApi:
         return ", ".join(f"{r['task_id']}[{r.get('map_index', -1)}]={r['state']}" for r in rows)
 
 
-def vendor_connections(
-    sandbox: Mapping[str, Any],
-    loop_extra: Mapping[str, Any] | None = None,
-    whiplash_extra: Mapping[str, Any] | None = None,
-) -> dict[str, str]:
-    """`loop_default` and `whiplash_default` pointed at the sandbox, as AIRFLOW_CONN_* JSON.
-
-    `sandbox` holds the `VENDOR_KEYS`; the extras go into the connections' `extra` field.
-    """
-    loop: dict[str, Any] = {
-        "conn_type": "http",
-        "host": sandbox["loop_url"],
-        "password": sandbox["loop_api_key"],
-    }
-    whiplash: dict[str, Any] = {
-        "conn_type": "http",
-        "host": sandbox["whiplash_url"],
-        "login": sandbox["whiplash_client_id"],
-        "password": sandbox["whiplash_client_secret"],
-    }
-    for connection, extra in ((loop, loop_extra), (whiplash, whiplash_extra)):
-        if extra:
-            connection["extra"] = dict(extra)
-    return {
-        "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(loop),
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(whiplash),
-    }
-
-
 # --------------------------------------------------------------------------- the Celery topology
 
 
@@ -518,7 +482,7 @@ def celery_stack(
                 config = StackConfig(
                     home=workdir / "airflow",
                     state_conn=state_url,
-                    connections=vendor_connections(sandbox, fast, fast),
+                    connections=airflow_connections(sandbox, loop_extra=fast, whiplash_extra=fast),
                     settings={**SETTINGS, **(settings or {})},
                     metadata_url=metadata.render_as_string(hide_password=False),
                     broker_url=redis_url(redis_db),

@@ -20,35 +20,13 @@ from typing import Any
 
 import pytest
 
+from include.returns_sync.sandbox.connections import airflow_connections
+
 ROOT = Path(__file__).resolve().parents[2]
 RMA_DAG = "loop_returns_to_whiplash"
 RECEIPTS_DAG = "whiplash_receipts_to_loop"
 BACKFILL_DAG = "loop_asn_backfill"
 ACTIONS = ("process", "flag", "note")
-
-
-def vendor_connections(sandbox: Any, **extra: Any) -> dict[str, str]:
-    """`AIRFLOW_CONN_*` values pointing at the sandbox; client throttling off (`rate_limit` 0)."""
-    extras = {"rate_limit": 0, **extra}
-    return {
-        "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.loop_url,
-                "password": sandbox.loop_api_key,
-                "extra": extras,
-            }
-        ),
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.whiplash_url,
-                "login": sandbox.whiplash_client_id,
-                "password": sandbox.whiplash_client_secret,
-                "extra": extras,
-            }
-        ),
-    }
 
 
 @dataclass
@@ -75,7 +53,10 @@ class Pipeline:
         self.home = home
         self.reports = home / "reports"
         self.state_db = home / "state.db"
-        for name, value in vendor_connections(sandbox).items():
+        # client throttling off: the chaos comes from the sandbox's injected 429s
+        fast = {"rate_limit": 0}
+        connections = airflow_connections(sandbox, loop_extra=fast, whiplash_extra=fast)
+        for name, value in connections.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{self.state_db}")
         monkeypatch.setenv("RETURNS_SYNC_REPORTS_DIR", str(self.reports))

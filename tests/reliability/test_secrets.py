@@ -11,7 +11,6 @@ The real-Airflow restart test (test_restarts.py) does the same for the Celery wo
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from include.returns_sync.sandbox import Sandbox
 from include.returns_sync.sandbox.common import ADMIN_PREFIX
+from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.state import StateStore
 from tests.reliability.leaks import distinctive, files_under, find_leaks
@@ -89,26 +89,14 @@ def test_no_secret_appears_in_logs_reports_or_the_state_store(tmp_path: Path) ->
         sandbox.seed_day(n=60)
         env = {
             **os.environ,
-            "AIRFLOW_CONN_LOOP_DEFAULT": json.dumps(
-                {
-                    "conn_type": "http",
-                    "host": sandbox.loop_url,
-                    "password": secrets["loop api key"],
-                    "extra": {"rate_limit": 0, "webhook_secret": secrets["loop webhook secret"]},
-                }
-            ),
-            "AIRFLOW_CONN_WHIPLASH_DEFAULT": json.dumps(
-                {
-                    "conn_type": "http",
-                    "host": sandbox.whiplash_url,
-                    "login": sandbox.whiplash_client_id,
-                    "password": secrets["whiplash client secret"],
-                    "extra": {
-                        "rate_limit": 0,
-                        "refresh_token": secrets["whiplash refresh token"],
-                        "webhook_secret": secrets["whiplash webhook secret"],
-                    },
-                }
+            **airflow_connections(
+                sandbox,
+                loop_extra={"rate_limit": 0, "webhook_secret": secrets["loop webhook secret"]},
+                whiplash_extra={
+                    "rate_limit": 0,
+                    "refresh_token": secrets["whiplash refresh token"],
+                    "webhook_secret": secrets["whiplash webhook secret"],
+                },
             ),
             "AIRFLOW_CONN_RETURNS_SYNC_DB": f"sqlite:///{state_db}",
             "AIRFLOW__CORE__FERNET_KEY": fernet_key,

@@ -17,12 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.airflow_stack import (
-    VENDOR_KEYS,
-    AirflowStack,
-    StackConfig,
-    vendor_connections,
-)
+from include.returns_sync.sandbox.connections import airflow_connections
+from tests.deploy.airflow_stack import AirflowStack, StackConfig
 from tests.deploy.processes import ProcessGroup
 
 DAG_FILES = ("loop_returns_to_whiplash.py", "whiplash_receipts_to_loop.py")
@@ -77,9 +73,8 @@ class WebhookPipeline:
             home=self.home / "airflow",
             # the state store URI is passed as written (Airflow's URI parser drops sqlite paths)
             state_conn=self.state_url,
-            connections=vendor_connections(
-                {key: getattr(sandbox, key) for key in VENDOR_KEYS},
-                loop_extra={"webhook_secret": sandbox.loop_webhook_secret},
+            connections=airflow_connections(
+                sandbox, loop_extra={"webhook_secret": sandbox.loop_webhook_secret}
             ),
             settings=settings,
             dag_files=DAG_FILES,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from fastapi import FastAPI
 
 from include.returns_sync.sandbox import Sandbox
 from include.returns_sync.sandbox.common import serve_in_thread
+from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.state import StateStore
 from include.returns_sync.webhooks.app import WebhookReceiver, create_app
 from include.returns_sync.webhooks.register import endpoint_urls, main, register
@@ -25,28 +25,11 @@ WHIPLASH_URL = f"{BASE}/returns-sync/webhooks/whiplash"
 @pytest.fixture
 def connections(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """`loop_default` / `whiplash_default` pointed at the sandbox, as environment variables."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_LOOP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.loop_url,
-                "password": sandbox.loop_api_key,
-                "extra": {"webhook_secret": sandbox.loop_webhook_secret},
-            }
-        ),
+    connections = airflow_connections(
+        sandbox, loop_extra={"webhook_secret": sandbox.loop_webhook_secret}
     )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WHIPLASH_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "http",
-                "host": sandbox.whiplash_url,
-                "login": sandbox.whiplash_client_id,
-                "password": sandbox.whiplash_client_secret,
-            }
-        ),
-    )
+    for name, value in connections.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("RETURNS_SYNC_RETRY_WAIT_SCALE", "0.01")
     return sandbox
