@@ -13,7 +13,6 @@ the "Reconciliation" section of docs/BENCHMARKS.md. Not a test: run it by hand.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import sys
@@ -31,10 +30,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.baseline_reconcile import Decision, baseline_verdicts  # noqa: E402
-from bench.report import write_section  # noqa: E402
+from bench.report import BENCHMARKS, machine, write_section  # noqa: E402
 from include.returns_sync.reconcile import Criteria, Reconciliation, reconcile  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Reconciliation"
 SKU_COUNT = 20_000
 ALIASED_SKUS = 500
@@ -306,7 +304,6 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "distinct spelling, and notes worded once per distinct line shape and concatenated as "
         "arrays. Time and memory are far inside their targets."
     )
-    machine = f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"
     return "\n".join(
         [
             SECTION,
@@ -319,7 +316,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
             "reason codes and the Return Note of every flagged return); the engine also builds "
             "the full line table. Inputs are the frames `frames.py` returns (categorical SKUs, sorted by return and SKU), "
             "built before timing. "
-            f"Machine: {machine}, shared with other work, so times vary by a few tens of "
+            f"Machine: {machine()}, shared with other work, so times vary by a few tens of "
             "percent between runs.",
             "",
             *table,
@@ -334,12 +331,6 @@ def markdown(report: dict[str, Any], command: str) -> str:
             "",
         ]
     )
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -41,10 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import BENCHMARKS, machine, write_section  # noqa: E402
 from include.returns_sync.sandbox.connections import airflow_connections  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## RMA creation"
 TOKEN_ROUTE = "POST /oauth/token"
 #: The vendors' documented limits, requests per second (Loop: 300 per minute per key).
@@ -303,7 +301,6 @@ def _check(value: float | None, target: float, fmt: str = "{:.3f}") -> str:
 
 
 def markdown(free: dict[str, Any], limited: dict[str, Any] | None, command: str) -> str:
-    machine = f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"
     rows = [
         "| measure (rate limits off) | value |",
         "| --- | --- |",
@@ -338,7 +335,7 @@ def markdown(free: dict[str, Any], limited: dict[str, Any] | None, command: str)
         "sandbox (every HTTP request it received). Batch size 100 "
         "(`RETURNS_SYNC_BATCH_SIZE`), Loop page size 750, `RETURNS_SYNC_MAX_UNMAPPABLE=0` "
         "(the ~6 % unmappable returns are reported, the run does not fail). "
-        f"Machine: {machine}, shared with other work.",
+        f"Machine: {machine()}, shared with other work.",
         "",
         *rows,
         "",
@@ -388,10 +385,6 @@ def markdown(free: dict[str, Any], limited: dict[str, Any] | None, command: str)
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n:,}" for name, n in sorted(counts.items()))
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def main(argv: list[str] | None = None) -> None:

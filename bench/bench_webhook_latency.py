@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import statistics
 import sys
@@ -35,13 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import BENCHMARKS, machine, write_section  # noqa: E402
 from tests.webhooks.airflow_stack import RMA_DAG, WebhookPipeline  # noqa: E402
 
 # One API task at a time per vendor, as measured: the hooks throttle to 4.5/s (Loop) and 9/s.
 os.environ.setdefault("RETURNS_SYNC_API_POOL_SLOTS", "1")
 
-BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Webhook latency"
 TARGET_P95_S = 15.0
 
@@ -155,8 +153,7 @@ def report(samples: list[Sample], args: argparse.Namespace, setup_s: float) -> s
         f"(exponential gaps, mean {args.interval:g} s). Burst: {args.burst} at once. "
         '"wake" = received -> the handling run queued (0 when a run was already waiting); '
         '"run" = the rest, until the RMA exists. Machine: '
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        "shared with other work.",
+        f"{machine()}, shared with other work.",
         "",
         "| scenario | returns | p50 (s) | p95 (s) | max (s) | wake p50 (s) | run p50 (s) |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -1,7 +1,9 @@
-"""What every benchmark shares: writing its own section of docs/BENCHMARKS.md."""
+"""What every benchmark shares: its own section of docs/BENCHMARKS.md, the machine it ran on."""
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
@@ -21,3 +23,9 @@ def write_section(section: str, text: str, path: Path = BENCHMARKS) -> None:
         tail = "".join(lines[end:])
         updated = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
     path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def machine() -> str:
+    """The machine as the sections name it: architecture, CPUs this process may use, Python."""
+    cpus = len(os.sched_getaffinity(0))
+    return f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}"
