@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from include.returns_sync.sandbox.common import serve_in_thread
 from include.returns_sync.state import StateStore
 from include.returns_sync.webhooks.app import WebhookReceiver, create_app
 from include.returns_sync.webhooks.secrets import SigningKeys, StaticSecrets
@@ -16,6 +15,7 @@ from tests.webhooks.support import (
     WHIPLASH_CLIENT_ID,
     WHIPLASH_SECRET,
     WebhookServer,
+    serving,
 )
 
 
@@ -41,8 +41,5 @@ def static_secrets() -> StaticSecrets:
 @pytest.fixture
 def webhook_server(store: StateStore, static_secrets: StaticSecrets) -> Iterator[WebhookServer]:
     app = create_app(WebhookReceiver(store=lambda: store, secrets=static_secrets))
-    server = serve_in_thread(app)
-    try:
-        yield WebhookServer(server.url, store)
-    finally:
-        server.stop()
+    with serving(app, store) as server:
+        yield server

@@ -10,11 +10,14 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from include.returns_sync.sandbox.common import serve_in_thread
 from include.returns_sync.state import StateStore
 
 LOOP_SECRET = "loop-webhook-secret-for-tests"
@@ -104,3 +107,13 @@ def inbox_rows(store: StateStore) -> list[Any]:
 
     with store.engine.connect() as conn:
         return list(conn.execute(select(webhook_inbox).order_by(webhook_inbox.c.id)).mappings())
+
+
+@contextmanager
+def serving(app: Any, store: Any = None, prefix: str = "") -> Iterator[WebhookServer]:
+    """Serve `app` on 127.0.0.1 for the duration; the webhooks live under `prefix`."""
+    server = serve_in_thread(app)
+    try:
+        yield WebhookServer(server.url + prefix, store)
+    finally:
+        server.stop()

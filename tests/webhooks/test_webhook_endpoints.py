@@ -12,7 +12,6 @@ import pytest
 import requests
 from fastapi import FastAPI
 
-from include.returns_sync.sandbox.common import serve_in_thread
 from include.returns_sync.state import StateStore
 from include.returns_sync.webhooks.app import MAX_BODY_BYTES, WebhookReceiver, create_app
 from include.returns_sync.webhooks.secrets import ConnectionSecrets, StaticSecrets
@@ -26,6 +25,7 @@ from tests.webhooks.support import (
     label_payload,
     loop_signature,
     php_json,
+    serving,
     whiplash_signature,
 )
 
@@ -209,18 +209,8 @@ def test_no_configured_secret_is_503_and_says_so_in_the_log(
     store: StateStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = create_app(WebhookReceiver(store=lambda: store, secrets=StaticSecrets({})))
-    server = serve_in_thread(app)
-    try:
-        body = php_json(label_payload())
-        with caplog.at_level(logging.ERROR):
-            reply = requests.post(
-                f"{server.url}/webhooks/loop",
-                data=body,
-                headers={"X-Loop-Signature": loop_signature(body)},
-                timeout=5,
-            )
-    finally:
-        server.stop()
+    with serving(app, store) as server, caplog.at_level(logging.ERROR):
+        reply = server.loop(label_payload())
     assert reply.status_code == 503
     assert reply.json() == {"detail": "loop webhook verification is not configured"}
     assert "Cannot verify loop webhooks" in caplog.text
@@ -233,17 +223,8 @@ def test_a_store_that_cannot_write_is_503_so_the_vendor_retries(
         raise ConnectionError("database is down: INSERT ... jane@example.com")
 
     app = create_app(WebhookReceiver(store=broken_store, secrets=static_secrets))
-    server = serve_in_thread(app)
-    try:
-        body = php_json(label_payload())
-        reply = requests.post(
-            f"{server.url}/webhooks/loop",
-            data=body,
-            headers={"X-Loop-Signature": loop_signature(body)},
-            timeout=5,
-        )
-    finally:
-        server.stop()
+    with serving(app) as server:
+        reply = server.loop(label_payload())
     assert reply.status_code == 503
 
 
@@ -290,24 +271,15 @@ def test_whiplash_webhooks_verify_with_the_client_secret_when_no_webhook_secret_
         ),
     )
     app = create_app(WebhookReceiver(store=lambda: store, secrets=ConnectionSecrets()))
-    server = serve_in_thread(app)
-    try:
+    with serving(app, store) as server:
         body = json.dumps(consumer_return_payload()).encode()
-        ok = requests.post(
-            f"{server.url}/webhooks/whiplash",
-            data=body,
-            headers={"X-WHIPLASH-SIGNATURE": whiplash_signature(body, "client-secret")},
-            timeout=5,
+        ok = server.post(
+            "whiplash", body, {"X-WHIPLASH-SIGNATURE": whiplash_signature(body, "client-secret")}
         )
         loop_body = php_json(label_payload())
-        rotated = requests.post(
-            f"{server.url}/webhooks/loop",
-            data=loop_body,
-            headers={"X-Loop-Signature": loop_signature(loop_body, "new")},
-            timeout=5,
+        rotated = server.post(
+            "loop", loop_body, {"X-Loop-Signature": loop_signature(loop_body, "new")}
         )
-    finally:
-        server.stop()
     assert ok.status_code == 200, ok.text
     assert rotated.status_code == 200, rotated.text
 
@@ -331,16 +303,7 @@ def test_the_plugin_mounts_the_app_under_returns_sync(
     [entry] = plugin_module.ReturnsSyncWebhooksPlugin.fastapi_apps
     root = FastAPI()
     root.mount(entry["url_prefix"], entry["app"])
-    server = serve_in_thread(root)
-    try:
-        body = php_json(label_payload())
-        reply = requests.post(
-            f"{server.url}/returns-sync/webhooks/loop",
-            data=body,
-            headers={"X-Loop-Signature": loop_signature(body)},
-            timeout=5,
-        )
-    finally:
-        server.stop()
+    with serving(root, store, prefix="/returns-sync") as server:
+        reply = server.loop(label_payload())
     assert reply.status_code == 200, reply.text
     assert len(inbox_rows(store)) == 1
