@@ -3,8 +3,9 @@
 Shaped like datacompy's comparison, cut down to what a receipt needs:
 
 * validate the inputs first and name the side (`expected`, `received`, `context`) at fault;
-* handle repeated keys explicitly: after SKU normalisation and the merchant's aliases, each side
-  is summed per (return, SKU), so the outer merge is one-to-one (and checked to be);
+* handle repeated keys explicitly: after SKU normalisation and the merchant's aliases, both
+  sides are summed per (return, SKU) in one aggregation, which is the outer join: repeated
+  keys add up, never multiply, and a key on one side only gets zeros from the other;
 * return the three sets (`only_expected`, `only_received`, `matched`) as views of one line
   table, plus a verdict per return and a `summary()`.
 
@@ -12,7 +13,7 @@ Per line (one row per return and canonical SKU, with received = good + damaged):
 ``missing = max(expected - received, 0)`` and ``extra = max(received - expected, 0)``, so
 ``expected == good + damaged + missing - extra`` always holds; a SKU with nothing expected and
 units received is `unexpected`. A SKU neither expected nor received has no line. Nothing here
-loops over rows in Python; notes are written per flagged return (see notes.py).
+loops over rows in Python; notes are worded once per distinct line shape (see notes.py).
 """
 
 from __future__ import annotations
@@ -256,25 +257,17 @@ def _verdicts(
     column = {name: lines[name].to_numpy() for name in _UNIT_COLUMNS}
     on_unexpected_sku = lines["unexpected"].to_numpy()
 
-    def total(weights: npt.NDArray[Any]) -> IntArray:
-        # Float sums of whole numbers are exact below 2**53.
-        return np.bincount(position, weights=weights, minlength=count).astype(np.int64)
-
-    totals = {name: total(column[name]) for name in _UNIT_COLUMNS}
+    totals = {name: _summed(position, column[name], count) for name in _UNIT_COLUMNS}
     received = totals["good"] + totals["damaged"]
-    unexpected_units = total(
-        np.where(on_unexpected_sku, column["good"] + column["damaged"], 0).astype(np.float64)
-    )
-    damaged_expected = totals["damaged"] - total(
-        np.where(on_unexpected_sku, column["damaged"], 0).astype(np.float64)
-    )
+    received_line = column["good"] + column["damaged"]
+    unexpected_units = _summed(position, np.where(on_unexpected_sku, received_line, 0), count)
+    damaged_unexpected = np.where(on_unexpected_sku, column["damaged"], 0)
+    damaged_expected = totals["damaged"] - _summed(position, damaged_unexpected, count)
     # On a line of an unexpected SKU every unit received is extra.
     extra_expected = totals["extra"] - unexpected_units
-    summed_value = np.bincount(
-        position, weights=lines["expected_value"].to_numpy(np.float64), minlength=count
-    )
+    expected_value = lines["expected_value"].to_numpy(np.float64)
     # Micro-units, so float sums of cents never tip over a threshold.
-    value: npt.NDArray[np.float64] = summed_value.astype(np.float64).round(6)
+    value: npt.NDArray[np.float64] = _summed(position, expected_value, count).round(6)
 
     known = flags(context, "known")
     is_open = _open_states(context["loop_state"])
