@@ -78,9 +78,10 @@ def compose_note(
 def flag_notes(
     lines: pd.DataFrame, flagged: pd.DataFrame, value_threshold: Decimal | None
 ) -> list[str]:
-    """Notes for the `flagged` verdict rows (sorted by whiplash_return_id), from the line table.
+    """Notes for the `flagged` verdict rows (sorted by whiplash_return_id).
 
-    The same text `compose_note` writes for each return, built for the whole batch at once:
+    `lines` are the line-table rows of the flagged returns that show a discrepancy (missing,
+    extra or damaged units), sorted by return and SKU; the engine selects them. The same text `compose_note` writes for each return, built for the whole batch at once:
     each discrepant line becomes its words plus the separator it needs, and the pieces of one
     return are concatenated with `np.add.reduceat`. A note that would not fit (dozens of
     discrepant lines) is rewritten by `compose_note`, so shortening has one definition.
@@ -132,21 +133,17 @@ class _NoteLines:
     def of(
         cls, lines: pd.DataFrame, flagged_ids: npt.NDArray[Any], nothing: npt.NDArray[np.bool_]
     ) -> _NoteLines:
-        discrepant = lines[
-            lines["whiplash_return_id"].isin(flagged_ids)
-            & ((lines["missing"] > 0) | (lines["extra"] > 0) | (lines["damaged"] > 0))
-        ]
-        owner = np.searchsorted(flagged_ids, discrepant["whiplash_return_id"].to_numpy())
-        unexpected = discrepant["unexpected"].to_numpy(dtype=bool)
+        owner = np.searchsorted(flagged_ids, lines["whiplash_return_id"].to_numpy())
+        unexpected = lines["unexpected"].to_numpy(dtype=bool)
         # Lines arrive sorted by return and SKU; expected SKUs go before unexpected ones.
         order = np.argsort(owner * 2 + unexpected, kind="stable")
         owner, unexpected = owner[order], unexpected[order]
-        skus = discrepant["sku"].cat
+        skus = lines["sku"].cat
         names = np.array(skus.categories.tolist(), dtype=object)
         long_names = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
         names[long_names > SKU_MAX_CHARS] = [_short(n) for n in names[long_names > SKU_MAX_CHARS]]
         want, good, damaged = (
-            discrepant[column].to_numpy(dtype=np.int64)[order]
+            lines[column].to_numpy(dtype=np.int64)[order]
             for column in ("expected", "good", "damaged")
         )
         return cls(
