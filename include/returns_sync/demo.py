@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--returns", type=int, default=200, help="Loop returns to seed")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="run against the sandbox's harsher reading of the vendor docs (sandbox/strict.py)",
+    )
     args = parser.parse_args(argv)
 
     from include.returns_sync.sandbox import Sandbox
@@ -66,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["AIRFLOW_CONN_RETURNS_SYNC_DB"] = f"sqlite:///{run_home / 'state.db'}"
     os.environ["RETURNS_SYNC_REPORTS_DIR"] = str(run_home / "reports")
 
-    with Sandbox(seed=args.seed) as sandbox:
+    with Sandbox(seed=args.seed, strict=args.strict or None) as sandbox:
         os.environ.update(airflow_connections(sandbox))
         truth = sandbox.seed_day(n=args.returns)
-        print(f"Sandbox: Loop {sandbox.loop_url}  Whiplash {sandbox.whiplash_url}")
+        mode = "strict" if sandbox.strict else "lenient"
+        print(f"Sandbox ({mode}): Loop {sandbox.loop_url}  Whiplash {sandbox.whiplash_url}")
         print(f"Seeded {args.returns} Loop returns; state and reports under {run_home}\n")
 
         _print("1. loop_returns_to_whiplash (RMA creation, first poll)", run_dag(RMA))

@@ -13,12 +13,20 @@ from typing import Any
 
 import pytest
 
+from include.returns_sync.sandbox import Sandbox
 from include.returns_sync.sandbox.connections import airflow_connections
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # Read when the DAG files are parsed: Airflow's task retries wait 1 s in tests, not 30 s.
 os.environ.setdefault("RETURNS_SYNC_RETRY_DELAY_SECONDS", "1")
+
+
+@pytest.fixture(params=["lenient", "strict"])
+def sandbox(request: pytest.FixtureRequest) -> Any:
+    """The sandbox under each reading of the vendor docs: every DAG-level test runs twice."""
+    with Sandbox(seed=0, strict=request.param == "strict") as running:
+        yield running
 
 
 @pytest.fixture

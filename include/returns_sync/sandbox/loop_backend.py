@@ -70,8 +70,11 @@ class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
         expire_after_days: int | None = None,
         dispatcher: WebhookDispatcher | None = None,
         first_return_id: int = 48_000_001,
+        strict: bool = False,
     ) -> None:
         self.clock = clock or SandboxClock()
+        #: The harsher reading of what Loop's docs leave open (see `strict.py`).
+        self.strict = strict
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         self.shop_id = shop_id

@@ -28,6 +28,7 @@ from include.returns_sync.sandbox.common import (
 )
 from include.returns_sync.sandbox.loop import LoopBackend, build_loop_app
 from include.returns_sync.sandbox.server import add_admin_routes
+from include.returns_sync.sandbox.strict import strict_from_env
 
 ELIGIBLE_LABELS = frozenset({"pre_transit", "in_transit", "out_for_delivery", "delivered"})
 LABEL_STEPS = {
@@ -119,19 +120,25 @@ class Sandbox:
         *,
         clock: SandboxClock | None = None,
         loop_webhook_secret: str = "sandbox-loop-webhook-secret",
+        strict: bool | None = None,
     ) -> None:
         from include.returns_sync.sandbox.whiplash import WhiplashBackend, build_whiplash_app
 
         self.seed = seed
         self.clock = clock or SandboxClock()
+        strict = strict_from_env() if strict is None else strict
         self.loop = LoopBackend(
-            clock=self.clock, api_key=loop_api_key, webhook_secret=loop_webhook_secret
+            clock=self.clock,
+            api_key=loop_api_key,
+            webhook_secret=loop_webhook_secret,
+            strict=strict,
         )
         self.whiplash = WhiplashBackend(
             clock=self.clock,
             client_id=whiplash_client_id,
             client_secret=whiplash_client_secret,
             token_ttl_seconds=token_ttl_seconds,
+            strict=strict,
         )
         self.truth = SeedTruth()
         self._rng = random.Random(seed)
@@ -223,6 +230,16 @@ class Sandbox:
     @property
     def loop_webhook_secret(self) -> str:
         return self.loop.webhook_secret
+
+    @property
+    def strict(self) -> bool:
+        """True when both simulators follow the harsher reading of the vendor docs."""
+        return self.loop.strict and self.whiplash.strict
+
+    def set_strict(self, strict: bool) -> None:
+        """Switch both simulators between the lenient and the strict reading (see `strict.py`)."""
+        self.loop.strict = strict
+        self.whiplash.strict = strict
 
     # ----------------------------------------------------------------- chaos controls
 

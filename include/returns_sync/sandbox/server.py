@@ -82,6 +82,15 @@ def add_admin_routes(app: FastAPI, sandbox: Sandbox) -> None:
             return _bad(str(exc))
         return JSONResponse({"enabled": enabled})
 
+    @router.post("/strict")
+    async def strict(request: Request) -> Response:
+        body = await _body(request)
+        enabled = body.get("enabled")
+        if not isinstance(enabled, bool):
+            return _bad('body must be {"enabled": true|false}')
+        sandbox.set_strict(enabled)
+        return JSONResponse({"strict": sandbox.strict})
+
     @router.get("/stats")
     def stats() -> Response:
         return JSONResponse(sandbox.stats())
@@ -134,6 +143,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--whiplash-port", type=int, default=8802)
     parser.add_argument("--seed-day", type=int, default=0, metavar="N", help="seed N returns")
     parser.add_argument("--rate-limits", action="store_true", help="enforce vendor rate limits")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="follow the harsher reading of the vendor docs (default: $RETURNS_SYNC_SANDBOX_STRICT)",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="fault probability")
     parser.add_argument("--urls-file", type=Path, help="also write the URLs to this JSON file")
     return parser.parse_args(argv)
@@ -145,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     faults = FaultConfig(rate=args.fault_rate, seed=args.seed) if args.fault_rate else None
-    sandbox = Sandbox(seed=args.seed, rate_limits=args.rate_limits, faults=faults)
+    sandbox = Sandbox(
+        seed=args.seed, rate_limits=args.rate_limits, faults=faults, strict=args.strict
+    )
     sandbox.start(args.loop_port, args.whiplash_port, host=args.host)
     if args.seed_day:
         sandbox.seed_day(args.seed_day)
@@ -157,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop_webhook_secret": sandbox.loop_webhook_secret,
         "whiplash_client_id": sandbox.whiplash.client_id,
         "whiplash_client_secret": sandbox.whiplash.client_secret,
+        "strict": sandbox.strict,
     }
     if args.urls_file:
         args.urls_file.write_text(json.dumps(urls, indent=2))

@@ -84,8 +84,11 @@ class WhiplashBackend:
         *,
         revoke_access_on_refresh: bool = True,
         webhook_timeout: float = 2.0,
+        strict: bool = False,
     ) -> None:
         self.clock = clock or SandboxClock()
+        #: The harsher reading of what Whiplash's docs leave open (see `strict.py`).
+        self.strict = strict
         self.client_id = client_id
         self.client_secret = client_secret
         self.tokens = TokenIssuer(

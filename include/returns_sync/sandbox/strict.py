@@ -1,0 +1,32 @@
+"""The sandbox's `strict` mode: the harsher reading of everything the vendor docs leave open.
+
+Our simulators were written from the same reading of the vendor docs as the pipeline, so where
+the docs are silent the two agree with each other, not necessarily with Loop or Whiplash
+(PRODUCT.md section 6). `strict=True` (on `Sandbox`, `LoopBackend`, `WhiplashBackend`; the CLI's
+`--strict`; `POST /_sandbox/strict`; `RETURNS_SYNC_SANDBOX_STRICT=true` for the default) turns
+on the harsher reading of each open point:
+
+| vendor | lenient (default) | strict |
+| --- | --- | --- |
+| Loop | Return Details carry the label fields | Details carry no `label_status`, `carrier`, `tracking_number`, `label_url` (as Loop's documented example) |
+| Loop | line items carry the return's outcome | line items say `outcome: "default"` (= the return's outcome) |
+| Loop | Process closes the return | Process is queued: the return moves through `return.processing` and closes later, or its processing fails |
+| Loop | a 429 ends when the sliding window frees a slot | a 429 storm lasts until Loop's one-minute window ends (scaled sandbox time in tests) |
+| Whiplash | `per_page` capped at 250, `Per-Page` header sent | `per_page` silently capped at 50, no page-size header |
+| Whiplash | a client-credentials token may write | a token granted without `scope` is read-only; `app_manage` must be asked for |
+| Whiplash | a rotated refresh token stays usable | a refresh token is revoked once its successor is used |
+| Whiplash | only `consumer_return.*` events are delivered | events we do not handle are delivered too |
+
+Each simulator module reads its backend's `strict` attribute where the behaviour lives.
+"""
+
+from __future__ import annotations
+
+import os
+
+STRICT_ENV = "RETURNS_SYNC_SANDBOX_STRICT"
+
+
+def strict_from_env() -> bool:
+    """The default mode: `RETURNS_SYNC_SANDBOX_STRICT` (true/1/yes/on), else lenient."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
