@@ -31,8 +31,15 @@ def sandbox(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Connections pointed at the sandbox, a fresh SQLite state store and report folder."""
-    for name, value in airflow_connections(sandbox).items():
+    """Connections pointed at the sandbox, a fresh SQLite state store and report folder.
+
+    The hooks' own throttle is off (`rate_limit` 0): the sandbox enforces no rate limit here,
+    and throttling to the vendors' real rates made these tests wait half their time. Tests of
+    the throttle itself live in tests/clients and bench/.
+    """
+    unthrottled = {"rate_limit": 0}
+    connections = airflow_connections(sandbox, loop_extra=unthrottled, whiplash_extra=unthrottled)
+    for name, value in connections.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{tmp_path / 'state.db'}")
     monkeypatch.setenv("RETURNS_SYNC_REPORTS_DIR", str(tmp_path / "reports"))
