@@ -433,7 +433,9 @@ def sandbox_process(seed: int = 42, returns: int = SEEDED_RETURNS) -> SandboxSta
 
     def start(processes: ProcessGroup, workdir: Path) -> dict[str, Any]:
         urls_file = workdir / "sandbox-urls.json"
+        # End-to-end tests run against the harsher reading of the vendor docs (sandbox/strict.py).
         argv = [sys.executable, "-m", "include.returns_sync.sandbox", "--seed", str(seed)]
+        argv.append("--strict")
         argv += ["--loop-port", "0", "--whiplash-port", "0"]  # any free ports
         argv += ["--seed-day", str(returns), "--urls-file", str(urls_file)]
         processes.start("sandbox", argv, {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, ROOT)

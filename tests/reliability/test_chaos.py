@@ -1,4 +1,5 @@
-"""The chaos run (issue 8, item 1): 2,000 returns through all three DAGs while things break.
+"""The chaos run (issue 8, item 1): 2,000 returns through all three DAGs while things break,
+against the strict sandbox (the harsher reading of the vendor docs, sandbox/strict.py).
 
 The sandbox seeds 2,000 Loop returns with a known truth (which need an RMA, which cannot be
 mapped, what each warehouse receipt contains, the verdict the default criteria give). Then:
@@ -158,7 +159,7 @@ def chaos_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_model: 
 
         process_settle: timedelta = timedelta(0)
 
-    with Sandbox(seed=SEED) as sandbox:
+    with Sandbox(seed=SEED, strict=True) as sandbox:
         sandbox.loop.flag_moves_to_review = loop_model == "flag_reads_review"
         pipeline = Pipeline(sandbox, tmp_path, monkeypatch)
         monkeypatch.setenv("RETURNS_SYNC_HTTP_TIMEOUT", "0.3")

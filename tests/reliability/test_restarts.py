@@ -93,6 +93,7 @@ def test_killing_the_scheduler_and_a_celery_worker_mid_run_still_gives_one_rma_e
     }
     with Sandbox(
         seed=31,
+        strict=True,
         loop_api_key=secrets["loop api key"],
         whiplash_client_secret=secrets["whiplash client secret"],
     ) as sandbox:

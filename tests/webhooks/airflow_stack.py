@@ -40,7 +40,7 @@ class WebhookPipeline:
         from include.returns_sync.sandbox import Sandbox
 
         self.home = home
-        self.sandbox = Sandbox(seed=seed)
+        self.sandbox = Sandbox(seed=seed, strict=True)  # end-to-end: the harsher reading
         self.state_url = f"sqlite:///{home / 'state.db'}"
         self._extra_env = dict(extra_env or {})
         self.processes = ProcessGroup(home / "logs")
