@@ -2,7 +2,8 @@
 
 `sandbox` serves the Loop + Whiplash simulators on ephemeral 127.0.0.1 ports for one test (it
 starts in well under a second); `contracts_dir` locates the vendor contracts, which are read
-from ../shared/contracts and never copied into the repository.
+from ../shared/contracts and never copied into the repository (outside CI, a clone without them
+skips the contract tests with the reason; in CI it fails).
 """
 
 from __future__ import annotations
@@ -32,5 +33,8 @@ def contracts_dir() -> Path:
         os.environ.get("RETURNS_SYNC_CONTRACTS") or REPO_ROOT.parent / "shared" / "contracts"
     )
     if not (path / "loop").is_dir():
-        pytest.fail(f"vendor contracts not found at {path}; set RETURNS_SYNC_CONTRACTS")
+        message = f"vendor contracts not found at {path}; set RETURNS_SYNC_CONTRACTS"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)  # CI has ../shared beside the clone: a missing folder is a bug
+        pytest.skip(message)  # a clone without ../shared: clear skips, not errors
     return path
