@@ -90,8 +90,11 @@ def run_checks(options: Options) -> list[CheckResult]:
                 loop_hook, configured_page_size=runtime.poll_settings().loop_page_size
             ),
         )
-        rows += _guarded(
-            "loop.webhooks", lambda: [loop_webhooks_row(loop_hook, options.webhook_base_url)]
+        rows += _after(
+            rows,
+            "loop.key",
+            "loop.webhooks",
+            lambda: [loop_webhooks_row(loop_hook, options.webhook_base_url)],
         )
     else:
         rows.append(_skipped("loop.key", f"{options.loop_conn_id} does not resolve"))
@@ -104,7 +107,11 @@ def run_checks(options: Options) -> list[CheckResult]:
             "whiplash.grant",
             lambda: whiplash_checks.inspect_whiplash(whiplash_hook, refresh_blocker=blocker),
         )
-        rows += _guarded(
+        # Only with a token in hand: a second grant attempt could rotate a refresh token the
+        # first one refused to (see `_token_store`).
+        rows += _after(
+            rows,
+            "whiplash.grant",
             "whiplash.webhooks",
             lambda: [whiplash_webhooks_row(whiplash_hook, options.webhook_base_url)],
         )
@@ -152,7 +159,16 @@ def _guarded(name: str, run: Callable[[], list[CheckResult]]) -> list[CheckResul
         ]
 
 
+def _after(
+    rows: list[CheckResult], needed: str, name: str, run: Callable[[], list[CheckResult]]
+) -> list[CheckResult]:
+    """Run `run` only when the row `needed` passed; otherwise one skipped row `name`."""
+    if any(row.name == needed and row.status is Status.OK for row in rows):
+        return _guarded(name, run)
+    return [_skipped(name, f"{needed} did not pass")]
+
+
 def _skipped(name: str, reason: str) -> CheckResult:
-    return check(name, "The vendor's checks need its connection.")(
-        f"not checked: {reason}", "fix the connection row below first", Status.SKIPPED
+    return check(name, "Runs once the row it depends on passes.")(
+        f"not checked: {reason}", "fix that row first", Status.SKIPPED
     )
