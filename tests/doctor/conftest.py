@@ -92,7 +92,10 @@ def state_db() -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_tokens() -> Iterator[None]:
+def _fresh_tokens(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # As the CLI does (`main` sets it): connections from the metadata database too. Set here
+    # so that it is undone after each test.
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")
     reset_token_cache()
     yield
     reset_token_cache()

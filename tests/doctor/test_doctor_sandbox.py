@@ -51,6 +51,7 @@ EXPECTED_ROWS = {
     "whiplash.webhooks",
     "airflow.connection.loop_default",
     "airflow.connection.whiplash_default",
+    "airflow.connection.returns_sync_db",
     "airflow.state_store",
     "airflow.pool.loop_api",
     "airflow.pool.whiplash_api",
@@ -77,6 +78,7 @@ def test_lenient_sandbox_passes_with_every_row(doctor_env: dict[str, str]) -> No
         "whiplash.per_page",
         "airflow.connection.loop_default",
         "airflow.connection.whiplash_default",
+        "airflow.connection.returns_sync_db",
         "airflow.state_store",
         *FILTERS,
     ):
@@ -288,3 +290,40 @@ def test_a_token_answer_without_scope_is_inconclusive(
 
     assert rows["whiplash.scope"].status is Status.INCONCLUSIVE
     assert "unknown" in rows["whiplash.scope"].observed
+
+
+def test_webhook_subscriptions_inactive_or_elsewhere(
+    doctor_env: dict[str, str], lenient_sandbox: Sandbox
+) -> None:
+    from include.returns_sync.doctor.runner import Options
+    from include.returns_sync.runtime import loop_hook, whiplash_hook
+    from include.returns_sync.webhooks.register import register
+
+    register("https://airflow.example.com", loop_hook=loop_hook(), whiplash_hook=whiplash_hook())
+    for subscription in lenient_sandbox.whiplash.notifier.live_subscriptions():
+        lenient_sandbox.whiplash.update_subscription(subscription.id, {"active": False})
+
+    rows = run()
+    elsewhere = run(Options(webhook_base_url="https://other.example.com"))
+
+    assert rows["whiplash.webhooks"].status is Status.WARN
+    assert "inactive" in rows["whiplash.webhooks"].observed
+    assert rows["loop.webhooks"].status is Status.OK
+    assert elsewhere["loop.webhooks"].status is Status.WARN
+    assert "https://other.example.com" in elsewhere["loop.webhooks"].observed
+
+
+def test_without_a_state_connection_the_default_file_is_reported_not_created(
+    monkeypatch: pytest.MonkeyPatch, lenient_sandbox: Sandbox, state_db: Path, tmp_path: Path
+) -> None:
+    deployment_env(monkeypatch, lenient_sandbox, state_db)
+    monkeypatch.delenv("AIRFLOW_CONN_RETURNS_SYNC_DB")
+    monkeypatch.setattr(
+        "include.returns_sync.runtime.airflow_home", lambda: tmp_path / "airflow-home"
+    )
+
+    rows = run()
+
+    assert rows["airflow.connection.returns_sync_db"].status is Status.WARN
+    assert rows["airflow.state_store"].status is Status.WARN
+    assert not (tmp_path / "airflow-home").exists()

@@ -48,9 +48,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    # Airflow's logging writes to stdout; the report is the output (every failure is a row),
-    # so keep library chatter out of it and `--json` parseable.
-    logging.getLogger().setLevel(logging.CRITICAL if args.json else logging.ERROR)
     # Read connections and pools from the metadata database too, as Airflow's own CLI does;
     # outside a server process the Task SDK would only look at environment variables.
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
@@ -59,7 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownMerchant as error:
         print(f"doctor: {error}", file=sys.stderr)
         return 2
-    results = run_checks(options)
+    # Airflow's logging writes to stdout; the report is the output (every failure is a row),
+    # so keep library chatter out of it and `--json` parseable.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL if args.json else logging.ERROR)
+    try:
+        results = run_checks(options)
+    finally:
+        root.setLevel(level)
     if args.json:
         print(to_json(results, merchant=options.merchant))
     else:

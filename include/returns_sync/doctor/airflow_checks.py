@@ -84,6 +84,35 @@ def vendor_connection(
     ), resolved
 
 
+def state_connection() -> CheckResult:
+    """`returns_sync_db` resolves (or is absent, and the default SQLite file is used)."""
+    from include.returns_sync import runtime
+    from include.returns_sync.state import parse_connection
+    from include.returns_sync.state.url import describe
+
+    row = check(
+        "airflow.connection.returns_sync_db",
+        "Connection returns_sync_db resolves (the state store; PostgreSQL in production).",
+    )
+    try:
+        target = runtime.state_store_target()
+        if target is None:
+            return row(
+                f"not defined: the default SQLite file {runtime.default_state_path()}",
+                "fine on one machine; workers on several hosts would each keep their own "
+                "state (RMAs created twice): define returns_sync_db (PostgreSQL)",
+                Status.WARN,
+            )
+        url = parse_connection(target)
+    except Exception as error:
+        return row(
+            describe_error(error),
+            "every task fails at start-up: fix returns_sync_db",
+            Status.BLOCKING,
+        )
+    return row(f"defined ({describe(url)})", "none", Status.OK)
+
+
 @dataclass(frozen=True)
 class StateStoreState:
     """The state store row and, when it is at the code's revision, the store itself."""

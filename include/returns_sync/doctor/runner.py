@@ -76,6 +76,7 @@ def run_checks(options: Options) -> list[CheckResult]:
     airflow_rows = [
         loop_conn,
         whiplash_conn,
+        airflow_checks.state_connection(),
         state.result,
         *airflow_checks.pool_rows(api_pool_slots()),
     ]

@@ -82,6 +82,14 @@ def whiplash_webhooks_row(hook: Any, base_url: str | None) -> CheckResult:
     return _verdict(row, "whiplash", urls, plans, base_url)
 
 
+def _gap(step: Any) -> str:
+    """Loop marks an inactive subscription `activate`; Whiplash notes inactive ones (it
+    disables a subscription after 100 failing deliveries)."""
+    if step.action == "activate" or "inactive" in step.note:
+        return "inactive"
+    return "missing"
+
+
 def _verdict(
     row: RowMaker,
     vendor: str,
@@ -104,12 +112,7 @@ def _verdict(
     if complete:
         return row(f"active at {', '.join(complete)}", "none", Status.OK, facts)
     gaps = "; ".join(
-        f"{url}: "
-        + ", ".join(
-            f"{s.subscription} {'inactive' if s.action == 'activate' else 'missing'}"
-            for s in steps
-            if s.action != "exists"
-        )
+        f"{url}: " + ", ".join(f"{s.subscription} {_gap(s)}" for s in steps if s.action != "exists")
         for url, steps in plans
     )
     return row(

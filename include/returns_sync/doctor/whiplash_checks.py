@@ -294,8 +294,8 @@ def per_page_row(page: Page, total: int | None) -> CheckResult:
     return row(
         f"per_page={MAX_PER_PAGE} served {got} of {total if total is not None else 'more'} "
         f"orders: capped at {got}, {header}",
-        "handled: the pipeline reads the page size from the answer (header, else the rows "
-        "served) and keeps paging; a page shorter than asked is not taken as the last",
+        "handled: the pipeline keeps paging past a page shorter than it asked for (it does "
+        "not rely on a page-size header)",
         Status.WARN,
         facts,
     )
