@@ -28,6 +28,25 @@ FALLBACK_PAGE_SIZES = (250, 100)
 LABEL_FIELDS = ("label_status", "carrier", "tracking_number", "label_url")
 LIST_PATH = "/warehouse/return/list"
 
+KEY = "The API key in loop_default is valid and has the Returns scope (detailed returns list)."
+DETAILS = "Get Return Details answers (Returns scope)."
+DETAILS_LABELS = (
+    "The detailed list carries each return's label (label_status, carrier, tracking_number, "
+    "label_url); Return Details may or may not."
+)
+OUTCOME = (
+    'Each line item carries its outcome (refund, exchange, ...); "default" means the return\'s '
+    "outcome."
+)
+NOTES = "Get Return Notes answers (Returns scope)."
+
+
+def page_size_assumption(configured: int) -> str:
+    return (
+        f"The detailed returns list accepts pageSize={MAX_PAGE_SIZE} (Loop's documented "
+        f"maximum); the pipeline asks for {configured} (RETURNS_SYNC_LOOP_PAGE_SIZE)."
+    )
+
 
 @dataclass
 class LoopListing:
@@ -41,10 +60,7 @@ class LoopListing:
 
 def inspect_loop(hook: DoctorLoopHook, *, configured_page_size: int) -> list[CheckResult]:
     """Every Loop row, in report order."""
-    key_row = check(
-        "loop.key",
-        "The API key in loop_default is valid and has the Returns scope (detailed returns list).",
-    )
+    key_row = check("loop.key", KEY)
     try:
         listing = _first_page(hook)
     except VendorAuthError as error:
@@ -56,7 +72,7 @@ def inspect_loop(hook: DoctorLoopHook, *, configured_page_size: int) -> list[Che
                 "scope in loop_default (password field)",
                 Status.BLOCKING,
             ),
-            *_not_run("the Loop key was refused"),
+            *_not_run("the Loop key was refused", configured_page_size),
             *_untestable(),
         ]
     except VendorError as error:
@@ -67,7 +83,7 @@ def inspect_loop(hook: DoctorLoopHook, *, configured_page_size: int) -> list[Che
                 "network path to Loop",
                 Status.BLOCKING,
             ),
-            *_not_run("Loop could not be read"),
+            *_not_run("Loop could not be read", configured_page_size),
             *_untestable(),
         ]
     rows = [
@@ -83,14 +99,14 @@ def inspect_loop(hook: DoctorLoopHook, *, configured_page_size: int) -> list[Che
     sample = _recent_with_label(listing.records)
     details: dict[str, Any] | None = None
     if sample is None:
-        rows.append(_no_sample("loop.details", "Get Return Details answers (Returns scope)."))
+        rows.append(_no_sample("loop.details", DETAILS))
     else:
         details_result, details = _details(hook, str(sample["id"]))
         rows.append(details_result)
     rows.append(details_labels_row(listing.records, sample, details))
     rows.append(line_item_outcome_row(listing.records, details))
     if sample is None:
-        rows.append(_no_sample("loop.notes", "Get Return Notes answers (Returns scope)."))
+        rows.append(_no_sample("loop.notes", NOTES))
     else:
         rows.append(_notes(hook, str(sample["id"])))
     rows.extend(_untestable())
@@ -131,11 +147,7 @@ def _first_page(hook: DoctorLoopHook) -> LoopListing:
 
 def page_size_row(listing: LoopListing, configured: int) -> CheckResult:
     """Loop documents pageSize up to 750; the pipeline asks RETURNS_SYNC_LOOP_PAGE_SIZE."""
-    row = check(
-        "loop.page_size",
-        f"The detailed returns list accepts pageSize={MAX_PAGE_SIZE} (Loop's documented "
-        f"maximum); the pipeline asks for {configured} (RETURNS_SYNC_LOOP_PAGE_SIZE).",
-    )
+    row = check("loop.page_size", page_size_assumption(configured))
     got = len(listing.records)
     details = {
         "asked": listing.page_size,
@@ -184,7 +196,7 @@ def _recent_with_label(records: Sequence[dict[str, Any]]) -> dict[str, Any] | No
 
 
 def _details(hook: DoctorLoopHook, return_id: str) -> tuple[CheckResult, dict[str, Any] | None]:
-    row = check("loop.details", "Get Return Details answers (Returns scope).")
+    row = check("loop.details", DETAILS)
     try:
         answer = hook._call(
             "doctor_get_return",
@@ -223,11 +235,7 @@ def details_labels_row(
     details: dict[str, Any] | None,
 ) -> CheckResult:
     """Does Details carry the label fields the list shows? (PRODUCT.md section 6.)"""
-    row = check(
-        "loop.details_labels",
-        "The detailed list carries each return's label (label_status, carrier, "
-        "tracking_number, label_url); Return Details may or may not.",
-    )
+    row = check("loop.details_labels", DETAILS_LABELS)
     if records and not any("label_status" in record for record in records):
         return row(
             f"none of the {len(records)} listed returns carries label_status",
@@ -262,11 +270,7 @@ def line_item_outcome_row(
     records: Sequence[dict[str, Any]], details: dict[str, Any] | None
 ) -> CheckResult:
     """Line items may say `outcome: "default"`, meaning the return's outcome."""
-    row = check(
-        "loop.line_item_outcome",
-        'Each line item carries its outcome (refund, exchange, ...); "default" means the '
-        "return's outcome.",
-    )
+    row = check("loop.line_item_outcome", OUTCOME)
     items = [
         item
         for record in [*records, *([details] if details else [])]
@@ -288,7 +292,7 @@ def line_item_outcome_row(
 
 
 def _notes(hook: DoctorLoopHook, return_id: str) -> CheckResult:
-    row = check("loop.notes", "Get Return Notes answers (Returns scope).")
+    row = check("loop.notes", NOTES)
     path = f"/warehouse/return/{return_id}/notes"
     try:
         hook._call("doctor_get_notes", "GET", path)
@@ -344,13 +348,13 @@ def _untestable() -> list[CheckResult]:
     ]
 
 
-def _not_run(reason: str) -> list[CheckResult]:
+def _not_run(reason: str, configured: int) -> list[CheckResult]:
     names = {
-        "loop.page_size": "The detailed returns list accepts Loop's documented maximum page size.",
-        "loop.details": "Get Return Details answers (Returns scope).",
-        "loop.details_labels": "Return Details may or may not carry the label fields.",
-        "loop.line_item_outcome": 'Line items may say outcome "default".',
-        "loop.notes": "Get Return Notes answers (Returns scope).",
+        "loop.page_size": page_size_assumption(configured),
+        "loop.details": DETAILS,
+        "loop.details_labels": DETAILS_LABELS,
+        "loop.line_item_outcome": OUTCOME,
+        "loop.notes": NOTES,
     }
     return [
         check(name, assumption)(f"not checked: {reason}", "fix loop.key first", Status.SKIPPED)

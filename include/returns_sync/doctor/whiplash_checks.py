@@ -26,6 +26,34 @@ SMALL_PAGE = 50
 WRITE_SCOPES = frozenset({"app_manage", "user_manage"})
 PER_PAGE_HEADER = "Per-Page"
 
+GRANT = (
+    "The OAuth grant of whiplash_default (refresh token, or client credentials) answers with a "
+    "bearer token."
+)
+SCOPE = (
+    "The token may write (scope app_manage or user_manage): the pipeline creates RMAs. A "
+    "client-credentials token granted without a scope may be read-only."
+)
+ROTATION = (
+    "A refresh token may be revoked once its successor is used: every rotation is persisted "
+    "(state store, Fernet-encrypted) before the next grant."
+)
+READ = "The token may list consumer returns."
+PER_PAGE = (
+    f"A list honours per_page up to {MAX_PER_PAGE}; Whiplash documents no maximum and no "
+    "page-size header, so a cap may be silent."
+)
+#: (resource, predicate) of every search the pipeline relies on, in report order.
+FILTERS = (
+    ("consumer_returns", "id_in"),
+    ("consumer_returns", "reference_in"),
+    ("consumer_returns", "originator_original_id_in"),
+    ("consumer_returns", "updated_at_gt"),
+    ("consumer_returns", "id_gt"),
+    ("orders", "originator_original_id_in"),
+    ("items", "sku_in"),
+)
+
 
 @dataclass(frozen=True)
 class Page:
@@ -74,11 +102,7 @@ def inspect_whiplash(
     a rotated token could not be persisted: the doctor then does not grant at all (a rotation
     it cannot store would strand the pipeline with a spent token).
     """
-    grant_row = check(
-        "whiplash.grant",
-        "The OAuth grant of whiplash_default (refresh token, or client credentials) answers "
-        "with a bearer token.",
-    )
+    grant_row = check("whiplash.grant", GRANT)
     if refresh_blocker is not None and _uses_refresh_grant(hook):
         status, reason = refresh_blocker
         return [
@@ -113,7 +137,7 @@ def inspect_whiplash(
         returns = _page(hook, "consumer_returns")
     except VendorAuthError as error:
         rows.append(
-            check("whiplash.read", "The token may list consumer returns.")(
+            check("whiplash.read", READ)(
                 f"HTTP {error.status} on GET consumer_returns",
                 "every flow stops at its first Whiplash read: check the token's scope and the "
                 "customer_id / shop_id extras",
@@ -123,7 +147,7 @@ def inspect_whiplash(
         return [*rows, *_not_run("consumer returns could not be listed", reads=False)]
     except VendorError as error:
         rows.append(
-            check("whiplash.read", "The token may list consumer returns.")(
+            check("whiplash.read", READ)(
                 describe_error(error),
                 "every flow stops at its first Whiplash read",
                 Status.BLOCKING,
@@ -131,7 +155,7 @@ def inspect_whiplash(
         )
         return [*rows, *_not_run("consumer returns could not be listed", reads=False)]
     rows.append(
-        check("whiplash.read", "The token may list consumer returns.")(
+        check("whiplash.read", READ)(
             f"listed {len(returns.rows)} consumer return(s) on the first page", "none", Status.OK
         )
     )
@@ -156,11 +180,7 @@ def _uses_refresh_grant(hook: DoctorWhiplashHook) -> bool:
 
 def scope_row(grant: TokenGrant | None) -> CheckResult:
     """The scope the token answer reports; a read-only token blocks (RMAs are writes)."""
-    row = check(
-        "whiplash.scope",
-        "The token may write (scope app_manage or user_manage): the pipeline creates RMAs. A "
-        "client-credentials token granted without a scope may be read-only.",
-    )
+    row = check("whiplash.scope", SCOPE)
     if grant is None:
         return row("no token answer seen", "run the doctor again", Status.INCONCLUSIVE)
     asked = (
@@ -201,11 +221,7 @@ def scope_row(grant: TokenGrant | None) -> CheckResult:
 
 
 def rotation_row(grant: TokenGrant | None, *, has_store: bool) -> CheckResult:
-    row = check(
-        "whiplash.refresh_rotation",
-        "A refresh token may be revoked once its successor is used: every rotation is persisted "
-        "(state store, Fernet-encrypted) before the next grant.",
-    )
+    row = check("whiplash.refresh_rotation", ROTATION)
     if grant is None or grant.grant_type != "refresh_token":
         return row(
             "client-credentials grant: no refresh token to rotate",
@@ -247,11 +263,7 @@ def _safe_page(hook: DoctorWhiplashHook, resource: str) -> Page | str:
 
 
 def _orders_and_per_page(hook: DoctorWhiplashHook) -> tuple[Page | str, CheckResult]:
-    row = check(
-        "whiplash.per_page",
-        f"A list honours per_page up to {MAX_PER_PAGE}; Whiplash documents no maximum and no "
-        "page-size header, so a cap may be silent.",
-    )
+    row = check("whiplash.per_page", PER_PAGE)
     try:
         page = _page(hook, "orders")
     except VendorError as error:
@@ -267,11 +279,7 @@ def _orders_and_per_page(hook: DoctorWhiplashHook) -> tuple[Page | str, CheckRes
 
 
 def per_page_row(page: Page, total: int | None) -> CheckResult:
-    row = check(
-        "whiplash.per_page",
-        f"A list honours per_page up to {MAX_PER_PAGE}; Whiplash documents no maximum and no "
-        "page-size header, so a cap may be silent.",
-    )
+    row = check("whiplash.per_page", PER_PAGE)
     got = len(page.rows)
     announced = page.headers.get(PER_PAGE_HEADER)
     header = f"{PER_PAGE_HEADER} header {announced}" if announced else "no page-size header"
@@ -488,28 +496,20 @@ def _unhandled_events() -> CheckResult:
 
 
 def _not_run(reason: str, *, reads: bool = True) -> list[CheckResult]:
-    names = [
-        "whiplash.per_page",
-        *(
-            filter_name(resource, predicate)
-            for resource, predicate in (
-                ("consumer_returns", "id_in"),
-                ("consumer_returns", "reference_in"),
-                ("consumer_returns", "originator_original_id_in"),
-                ("consumer_returns", "updated_at_gt"),
-                ("consumer_returns", "id_gt"),
-                ("orders", "originator_original_id_in"),
-                ("items", "sku_in"),
-            )
-        ),
-    ]
+    """The rows that could not run, so that every report has every row."""
+    named = [(filter_name(r, p), _filter_assumption(r, p)) for r, p in FILTERS]
+    named.insert(0, ("whiplash.per_page", PER_PAGE))
     if reads:
-        names = ["whiplash.scope", "whiplash.refresh_rotation", "whiplash.read", *names]
+        named[:0] = [
+            ("whiplash.scope", SCOPE),
+            ("whiplash.refresh_rotation", ROTATION),
+            ("whiplash.read", READ),
+        ]
     rows = [
-        check(name, "See the row of the same name when the checks run.")(
+        check(name, assumption)(
             f"not checked: {reason}", "fix the rows above first", Status.SKIPPED
         )
-        for name in names
+        for name, assumption in named
     ]
     return [*rows, _unhandled_events()]
 
