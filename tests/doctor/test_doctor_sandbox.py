@@ -327,3 +327,25 @@ def test_without_a_state_connection_the_default_file_is_reported_not_created(
     assert rows["airflow.connection.returns_sync_db"].status is Status.WARN
     assert rows["airflow.state_store"].status is Status.WARN
     assert not (tmp_path / "airflow-home").exists()
+
+
+def test_without_rmas_the_generic_predicates_are_tried_on_orders(
+    monkeypatch: pytest.MonkeyPatch, state_db: Path
+) -> None:
+    """Day one: no consumer returns yet. A predicate Whiplash ignores still blocks."""
+    sandbox = make_sandbox(False, rmas=0)
+    try:
+        deployment_env(monkeypatch, sandbox, state_db)
+        fine = run()
+        sandbox.whiplash.ignored_predicates = {"id_gt"}
+        broken = run()
+    finally:
+        sandbox.stop()
+
+    for predicate in ("id_in", "updated_at_gt", "id_gt"):
+        row = fine[f"whiplash.filter.{predicate}"]
+        assert row.status is Status.INCONCLUSIVE, row.observed
+        assert row.details["resource"] == "orders"
+    assert fine["whiplash.filter.reference_in"].status is Status.INCONCLUSIVE
+    assert broken["whiplash.filter.id_gt"].status is Status.BLOCKING
+    assert "on orders" in broken["whiplash.filter.id_gt"].observed

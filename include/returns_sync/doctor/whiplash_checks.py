@@ -10,8 +10,8 @@ miss or mismatch existing ones, so it blocks going live.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -78,10 +78,16 @@ class FilterProbe:
     #: Ids from the first page that must come back (checked only when that page was complete).
     expected_ids: frozenset[Any]
     relied_on_for: str
+    #: Set when the predicate is tried on orders for lack of consumer returns: the row stays
+    #: about this resource, and a passing proxy is only a hint (inconclusive), a failing one
+    #: still blocks.
+    proxy_for: str | None = None
+    #: Why the real resource could not be used.
+    proxy_reason: str = ""
 
     @property
     def name(self) -> str:
-        return filter_name(self.resource, self.predicate)
+        return filter_name(self.proxy_for or self.resource, self.predicate)
 
 
 def filter_name(resource: str, predicate: str) -> str:
@@ -327,16 +333,23 @@ def _filter_probes(
 ) -> list[FilterProbe | tuple[str, str, str]]:
     """A probe per predicate, or (name, predicate, reason) when the data cannot decide it."""
     probes: list[FilterProbe | tuple[str, str, str]] = []
-    rows = returns.rows
     resource = "consumer_returns"
     probes.append(_id_in(resource, returns))
     probes.append(_value_in(resource, "reference_in", returns, lambda r: r.get("reference")))
     probes.append(
         _value_in(resource, "originator_original_id_in", returns, _originator_original_id)
     )
-    probes.append(_updated_at_gt(resource, rows))
-    probes.append(_id_gt(resource, rows))
+    probes.append(_updated_at_gt(resource, returns))
+    probes.append(_id_gt(resource, returns))
     if isinstance(orders, Page):
+        # A new account may have no RMAs yet: try the generic predicates on orders instead, so
+        # that an ignored one still shows on day one.
+        proxies = {"id_in": _id_in, "updated_at_gt": _updated_at_gt, "id_gt": _id_gt}
+        for index, probe in enumerate(probes):
+            if isinstance(probe, tuple) and probe[1] in proxies:
+                proxy = proxies[probe[1]]("orders", orders)
+                if isinstance(proxy, FilterProbe):
+                    probes[index] = replace(proxy, proxy_for=resource, proxy_reason=probe[2])
         probes.append(
             _value_in("orders", "originator_original_id_in", orders, _originator_original_id)
         )
@@ -399,10 +412,8 @@ def _has_value(value_of: Callable[[dict[str, Any]], Any], value: str, row: dict[
     return _text(value_of(row)) == value
 
 
-def _updated_at_gt(
-    resource: str, rows: Sequence[dict[str, Any]]
-) -> FilterProbe | tuple[str, str, str]:
-    stamped = [(row, _time(row.get("updated_at"))) for row in rows]
+def _updated_at_gt(resource: str, page: Page) -> FilterProbe | tuple[str, str, str]:
+    stamped = [(row, _time(row.get("updated_at"))) for row in page.rows]
     times = [moment for _, moment in stamped if moment is not None]
     if not times:
         return resource, "updated_at_gt", f"needs at least 1 of {resource}, the account has none"
@@ -418,8 +429,8 @@ def _updated_at_gt(
     )
 
 
-def _id_gt(resource: str, rows: Sequence[dict[str, Any]]) -> FilterProbe | tuple[str, str, str]:
-    ids = sorted(row["id"] for row in rows if isinstance(row.get("id"), int))
+def _id_gt(resource: str, page: Page) -> FilterProbe | tuple[str, str, str]:
+    ids = sorted(row["id"] for row in page.rows if isinstance(row.get("id"), int))
     if not ids:
         return resource, "id_gt", f"needs at least 1 of {resource}, the account has none"
     pivot = ids[0]
@@ -439,9 +450,10 @@ def _run_filter(hook: DoctorWhiplashHook, probe: FilterProbe | tuple[str, str, s
         return check(filter_name(resource, predicate), _filter_assumption(resource, predicate))(
             reason, "decided once the account has such records", Status.INCONCLUSIVE
         )
-    row = check(probe.name, _filter_assumption(probe.resource, probe.predicate))
+    row = check(probe.name, _filter_assumption(probe.proxy_for or probe.resource, probe.predicate))
     search = {probe.predicate: probe.value}
-    facts: dict[str, Any] = {"search": search}
+    facts: dict[str, Any] = {"search": search, "resource": probe.resource}
+    tried = f" on {probe.resource}" if probe.proxy_for else ""
     try:
         page = _page(hook, probe.resource, search)
     except VendorError as error:
@@ -457,8 +469,8 @@ def _run_filter(hook: DoctorWhiplashHook, probe: FilterProbe | tuple[str, str, s
     facts |= {"rows": len(page.rows), "outside": outside[:10], "missing": missing[:10]}
     if outside:
         return row(
-            f"{json.dumps(search)} returned {len(outside)} of {len(page.rows)} rows outside the "
-            "filter: the predicate is ignored",
+            f"{json.dumps(search)}{tried} returned {len(outside)} of {len(page.rows)} rows "
+            "outside the filter: the predicate is ignored",
             f"BLOCKING for {probe.relied_on_for}: look-ups would mismatch or miss records. "
             "Ask Whiplash to support this predicate before going live",
             Status.BLOCKING,
@@ -466,9 +478,17 @@ def _run_filter(hook: DoctorWhiplashHook, probe: FilterProbe | tuple[str, str, s
         )
     if missing:
         return row(
-            f"{json.dumps(search)} left out {len(missing)} matching row(s)",
+            f"{json.dumps(search)}{tried} left out {len(missing)} matching row(s)",
             f"BLOCKING for {probe.relied_on_for}: look-ups would miss existing records",
             Status.BLOCKING,
+            facts,
+        )
+    if probe.proxy_for:
+        return row(
+            f"{probe.proxy_reason}; on {probe.resource} {json.dumps(search)} returned only "
+            f"matching rows ({len(page.rows)})",
+            f"likely fine; run the doctor again once {probe.proxy_for} exist to decide",
+            Status.INCONCLUSIVE,
             facts,
         )
     return row(
