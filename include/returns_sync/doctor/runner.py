@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from include.returns_sync.clients.oauth import TokenStore
 from include.returns_sync.doctor import airflow_checks, loop_checks, whiplash_checks
 from include.returns_sync.doctor.checks import CheckResult, Status, check
 from include.returns_sync.doctor.probes import (
@@ -123,7 +124,9 @@ def run_checks(options: Options) -> list[CheckResult]:
     return redact([*rows, *airflow_rows], secrets)
 
 
-def _token_store(state: airflow_checks.StateStoreState) -> tuple[object, tuple[Status, str] | None]:
+def _token_store(
+    state: airflow_checks.StateStoreState,
+) -> tuple[TokenStore | None, tuple[Status, str] | None]:
     """Where a rotated refresh token goes (as in the tasks), or why it cannot go anywhere."""
     from include.returns_sync import runtime
     from include.returns_sync.clients.whiplash import StateStoreTokenStore
