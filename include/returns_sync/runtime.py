@@ -122,14 +122,30 @@ def _store_for(url: str) -> Any:
 
 
 def state_store() -> Any:
-    """The state store behind connection `returns_sync_db`, migrated; SQLite by default.
+    """The state store behind connection `returns_sync_db`, migrated; SQLite by default."""
+    target = state_store_target()
+    if target is None:
+        path = default_state_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _store_for(f"sqlite:///{path}")
+    return _store_for(target)
+
+
+def default_state_path() -> Path:
+    """The SQLite file used when `returns_sync_db` is not defined."""
+    return airflow_home() / "returns_sync" / "state.db"
+
+
+def state_store_target() -> str | None:
+    """The `returns_sync_db` connection as a URI or JSON string; None when it is not defined.
 
     An `AIRFLOW_CONN_RETURNS_SYNC_DB` variable is passed to the store as written (URI or JSON
-    form), because Airflow's URI parser drops the path of `sqlite:////abs/path.db`.
+    form), because Airflow's URI parser drops the path of `sqlite:////abs/path.db`. Nothing is
+    opened or migrated here (the doctor reads the store without changing it).
     """
     raw = os.environ.get("AIRFLOW_CONN_" + STATE_CONN_ID.upper())
     if raw:
-        return _store_for(raw)
+        return raw
     from airflow.sdk import BaseHook
 
     try:
@@ -137,9 +153,7 @@ def state_store() -> Any:
     except Exception as exc:  # AirflowNotFoundException: fall back to the embedded default
         if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
             raise
-        path = airflow_home() / "returns_sync" / "state.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return _store_for(f"sqlite:///{path}")
+        return None
     fields = {
         "conn_type": conn.conn_type,
         "host": conn.host,
@@ -149,7 +163,7 @@ def state_store() -> Any:
         "port": conn.port,
         "extra": conn.extra_dejson,
     }
-    return _store_for(json.dumps({k: v for k, v in fields.items() if v not in (None, "", {})}))
+    return json.dumps({k: v for k, v in fields.items() if v not in (None, "", {})})
 
 
 def fernet_key() -> str | None:

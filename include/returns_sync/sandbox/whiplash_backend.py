@@ -121,6 +121,9 @@ class WhiplashBackend:
         self._factory = ReturnFactory(self)
         #: Opt-in bad payloads per consumer return id, applied to API answers only.
         self.corruptions = Corruptions()
+        #: Search predicates (`id_gt`, `reference_in`, ...) dropped before filtering, as an
+        #: account that does not support them would (a test knob, not part of `strict`).
+        self.ignored_predicates: set[str] = set()
         self._resources = {
             "items": _Resource(lambda: list(self._items.values()), ITEM_FIELDS, render_item),
             "orders": _Resource(lambda: list(self._orders.values()), ORDER_FIELDS, render_order),
@@ -430,7 +433,7 @@ class WhiplashBackend:
         return self.clock.now().replace(microsecond=0)
 
     def _matching(self, spec: _Resource, search: str | None) -> list[Any]:
-        parsed = parse_search(search, spec.fields)
+        parsed = parse_search(search, spec.fields, self.ignored_predicates)
         return [record for record in spec.records() if parsed.matches(record, spec.fields)]
 
     def _return(self, id: int) -> ConsumerReturn:

@@ -88,8 +88,12 @@ class Search:
         return any(results) if self.combinator == "or" else all(results)
 
 
-def parse_search(raw: str | None, fields: Fields) -> Search:
-    """Read the `search` query parameter; ignore what Ransack would ignore, reject bad JSON."""
+def parse_search(raw: str | None, fields: Fields, ignored: Iterable[str] = ()) -> Search:
+    """Read the `search` query parameter; ignore what Ransack would ignore, reject bad JSON.
+
+    `ignored` names predicates (`id_gt`) to drop as if the account did not support them.
+    """
+    ignored = frozenset(ignored)
     if raw is None or raw.strip() == "":
         return Search()
     try:
@@ -101,7 +105,7 @@ def parse_search(raw: str | None, fields: Fields) -> Search:
     combinator = str(decoded.get("m", "and")).lower()
     conditions: list[Condition] = []
     for key, value in decoded.items():
-        if key == "m" or _is_blank(value):
+        if key == "m" or key in ignored or _is_blank(value):
             continue
         split = _split_predicate(key)
         if split is None or split[0] not in fields:
