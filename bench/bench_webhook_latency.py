@@ -142,7 +142,7 @@ def report(samples: list[Sample], args: argparse.Namespace, setup_s: float) -> s
         "Loop label webhook received by our endpoint (the inbox's `received_at`) -> RMA created "
         "in Whiplash (the consumer return's `created_at`), through the real chain: plugin "
         "endpoint -> state-store inbox -> `WebhookInboxTrigger` in the triggerer (1 s poll) -> "
-        "asset event -> asset-triggered `loop_returns_to_whiplash` run (`plan_window` -> "
+        "asset event -> asset-triggered `loop_returns_to_whiplash` run (`plan` -> "
         "`collect` claims the inbox -> `create_rmas` -> `report`). Local Airflow 3.3.2 from "
         "`tests/webhooks/airflow_stack.py` (on `tests/deploy/airflow_stack.py`): api-server, "
         "scheduler, dag-processor and triggerer "
@@ -165,7 +165,7 @@ def report(samples: list[Sample], args: argparse.Namespace, setup_s: float) -> s
         f"components, first scheduled runs, registration): {setup_s:.0f} s.",
         "",
         "Where the time goes: a run is three task processes in a row before the RMA exists "
-        "(`plan_window`, `collect`, `create_rmas`), each started by the LocalExecutor and "
+        "(`plan`, `collect`, `create_rmas`), each started by the LocalExecutor and "
         "scheduled by the scheduler loop; the wake-up (1 s trigger poll, triggerer event "
         "submission, scheduler creating the asset-triggered run) is the smaller part. Webhooks "
         "that arrive while a run is busy wait for it (`max_active_runs=1`) and are handled "

@@ -14,7 +14,8 @@ return id, label status and line items together — everything RMA creation need
 call per return. Only `open` returns can be eligible, so one state is enough.
 
 **Manual trigger** (Trigger DAG w/ config): `start` and `end` (ISO dates or date-times, UTC; any
-window — Loop's 120-day limit is handled by splitting it), or `return_ids`, and `dry_run`.
+window — Loop's 120-day limit is handled by splitting it), or `return_ids`, and `dry_run`
+(also on for every run while `RETURNS_SYNC_DRY_RUN=true`: report what would be created).
 From the CLI: `airflow dags trigger loop_asn_backfill -c '{"start": "2026-10-01", "end": "2026-10-31"}'`
 or, over past intervals, `airflow backfill create --dag-id loop_asn_backfill --from-date 2026-10-01 --to-date 2026-10-31`.
 
@@ -76,34 +77,29 @@ def loop_asn_backfill() -> None:
         return backfill.plan(params, data_interval_start, data_interval_end)
 
     @task(pool="loop_api")
-    def collect(scope: dict) -> list[dict]:
-        from include.returns_sync.tasks import rma
+    def collect(options: dict) -> list[dict]:
+        from include.returns_sync.tasks import backfill
 
-        return rma.collect_batches(scope["window"], scope["return_ids"], include_retries=False)
+        return backfill.collect(options)
 
     @task(pool="whiplash_api")
-    def create_rmas(batch: dict, params: dict) -> list[dict]:
+    def create_rmas(batch: dict, options: dict) -> list[dict]:
         from include.returns_sync.tasks import rma
 
-        return rma.create_rmas(batch, source="backfill", dry_run=bool(params.get("dry_run")))
+        return rma.create_batch(batch, options)
 
     @task
-    def report(scope: dict, results: list, **context) -> dict:
+    def report(options: dict, results: list, **context) -> dict:
         from include.returns_sync.tasks import rma
 
-        summary = rma.finalize(
-            dag_id=context["dag"].dag_id,
-            run_id=context["run_id"],
-            window=scope["window"],
-            results=results,
-            advance_watermark=False,
-            backfill=True,
+        summary = rma.report(
+            options, results, dag_id=context["dag"].dag_id, run_id=context["run_id"]
         )
         return summary["counts"]
 
-    scope = plan()
-    results = create_rmas.partial().expand(batch=collect(scope))
-    report(scope, results)
+    options = plan()
+    results = create_rmas.partial(options=options).expand(batch=collect(options))
+    report(options, results)
 
 
 loop_asn_backfill()

@@ -12,6 +12,10 @@ whose label reached `pre_transit` (or a later status, if `pre_transit` was skipp
   within seconds and starts a run that drains the inbox (no poll window). Every run claims the
   waiting webhook events; each is marked done once its batch was handled (docs/WEBHOOKS.md).
 * **Explicit ids**: trigger with `return_ids` to sync those returns now, through the same code.
+* **Dry run** (the `dry_run` field, or `RETURNS_SYNC_DRY_RUN=true` for the whole deployment):
+  the first task, `plan`, settles the run's options once; the run then reads and reports what
+  it would create, creates nothing, leaves the webhook events waiting and the watermark where
+  it was, so the first live run creates every RMA it skipped.
 * **Exactly once**: claim in the state store -> look up Whiplash by originator/reference ->
   adopt or create -> record. A 409 means "exists" and is adopted.
 * **Unmappable** returns (unknown SKU/order, no items, Loop 404) are recorded with a reason, shown
@@ -23,7 +27,7 @@ whose label reached `pre_transit` (or a later status, if `pre_transit` was skipp
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
@@ -57,44 +61,30 @@ SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUT
 )
 def loop_returns_to_whiplash() -> None:
     @task(pool="loop_api")
-    def plan_window(
-        params: dict, data_interval_end: datetime | None = None, **context
-    ) -> dict | None:
+    def plan(params: dict, data_interval_end: datetime | None = None, **context) -> dict:
         from include.returns_sync.tasks import rma
         from include.returns_sync.webhooks.assets import webhook_only_run
 
-        if params.get("return_ids") or webhook_only_run(context):
-            return None  # an explicit or webhook run reads only the returns it was given
-        return rma.plan_window(data_interval_end or datetime.now(UTC))
+        return rma.plan(params, data_interval_end, webhook_only=webhook_only_run(context))
 
     @task(pool="loop_api")
-    def collect(window: dict | None, params: dict, **context) -> list[dict]:
+    def collect(options: dict, **context) -> list[dict]:
         from include.returns_sync.tasks import rma
 
-        return rma.collect_with_inbox(
-            window,
-            [str(i) for i in params.get("return_ids") or []],
-            dry_run=bool(params.get("dry_run")),
-            claimer=f"{context['run_id']}/collect",
-        )
+        return rma.collect_with_inbox(options, claimer=f"{context['run_id']}/collect")
 
     @task(pool="whiplash_api")
-    def create_rmas(batch: dict, params: dict) -> list[dict]:
+    def create_rmas(batch: dict, options: dict) -> list[dict]:
         from include.returns_sync.tasks import rma
 
-        source = "manual" if params.get("return_ids") else "poll"
-        return rma.create_batch(batch, source=source, dry_run=bool(params.get("dry_run")))
+        return rma.create_batch(batch, options)
 
     @task(outlets=[RMA_ASSET])
-    def report(window: dict | None, results: list, params: dict, **context) -> dict:
+    def report(options: dict, results: list, **context) -> dict:
         from include.returns_sync.tasks import rma
 
-        summary = rma.finalize(
-            dag_id=context["dag"].dag_id,
-            run_id=context["run_id"],
-            window=window,
-            results=results,
-            advance_watermark=not params.get("dry_run"),
+        summary = rma.report(
+            options, results, dag_id=context["dag"].dag_id, run_id=context["run_id"]
         )
         context["outlet_events"][RMA_ASSET].extra = {
             "created": summary["loop_return_ids"].get("created", [])[:500],
@@ -102,10 +92,9 @@ def loop_returns_to_whiplash() -> None:
         }
         return summary["counts"]
 
-    window = plan_window()
-    batches = collect(window)
-    results = create_rmas.partial().expand(batch=batches)
-    report(window, results)
+    options = plan()
+    results = create_rmas.partial(options=options).expand(batch=collect(options))
+    report(options, results)
 
 
 loop_returns_to_whiplash()

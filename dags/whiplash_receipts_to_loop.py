@@ -18,7 +18,9 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
 * **Never twice**: one decision per consumer return, recorded before acting; every Loop action
   has a durable intent/result record; an unconfirmed action is resolved from Loop's state and
   notes before anything is sent again. A Loop return that is not `open` is never acted on.
-* **`dry_run`**: decide and report, send nothing to Loop, record nothing.
+* **`dry_run`** (the form field, or `RETURNS_SYNC_DRY_RUN=true` for the whole deployment):
+  decide and report; send nothing to Loop, record no decision, leave the webhook events waiting
+  and the watermark where it was, so the first live run takes every action it skipped.
 * **Report**: `$AIRFLOW_HOME/returns_sync/reports/whiplash_receipts_to_loop/<run_id>/`
   (`summary.json`, `lines.csv` per return and SKU, `verdicts.csv`, `actions.csv`).
 """
@@ -26,7 +28,7 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
@@ -63,26 +65,18 @@ EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MIN
 )
 def whiplash_receipts_to_loop() -> None:
     @task(pool="whiplash_api")
-    def plan_window(
-        params: dict, data_interval_end: datetime | None = None, **context
-    ) -> dict | None:
+    def plan(params: dict, data_interval_end: datetime | None = None, **context) -> dict:
         from include.returns_sync.tasks import receipts
         from include.returns_sync.webhooks.assets import webhook_only_run
 
-        if params.get("consumer_return_ids") or webhook_only_run(context):
-            return None
-        return receipts.plan_window(data_interval_end or datetime.now(UTC))
+        return receipts.plan(params, data_interval_end, webhook_only=webhook_only_run(context))
 
     @task(pool="loop_api", outlets=[DECISIONS_ASSET])
-    def reconcile_and_act(window: dict | None, params: dict, **context) -> dict:
+    def reconcile_and_act(options: dict, **context) -> dict:
         from include.returns_sync.tasks import receipts
 
         summary = receipts.run_with_inbox(
-            dag_id=context["dag"].dag_id,
-            run_id=context["run_id"],
-            window=window,
-            consumer_return_ids=[int(i) for i in params.get("consumer_return_ids") or []],
-            dry_run=bool(params.get("dry_run")),
+            dag_id=context["dag"].dag_id, run_id=context["run_id"], options=options
         )
         context["outlet_events"][DECISIONS_ASSET].extra = {
             "verdicts": summary["verdicts"],
@@ -90,7 +84,7 @@ def whiplash_receipts_to_loop() -> None:
         }
         return {"verdicts": summary["verdicts"], "actions": summary["actions"]}
 
-    reconcile_and_act(plan_window())
+    reconcile_and_act(plan())
 
 
 whiplash_receipts_to_loop()

@@ -13,7 +13,7 @@ Settings come from environment variables so one image can serve several deployme
 | `RETURNS_SYNC_WAREHOUSE_ID` | unset | Whiplash warehouse for every RMA (else the order's) |
 | `RETURNS_SYNC_MAX_UNMAPPABLE` | 50 | a run fails (alerting fires) when more returns than this are unmappable |
 | `RETURNS_SYNC_STALE_CLAIM_MINUTES` | 15 | a creation claim older than this is taken over |
-| `RETURNS_SYNC_DRY_RUN` | false | compute and record, send nothing |
+| `RETURNS_SYNC_DRY_RUN` | false | shadow mode: read and decide, write nothing (read only by `run_options`) |
 | `RETURNS_SYNC_LOOP_PAGE_SIZE` | 750 | page size of Loop's detailed returns list (max 750) |
 | `RETURNS_SYNC_HTTP_TIMEOUT` | 30 | seconds per vendor HTTP request |
 | `RETURNS_SYNC_RETRY_WAIT_SCALE` | 1 | multiplies every retry wait (tests use 0.01) |
@@ -98,13 +98,14 @@ def _minutes(name: str, default: int) -> int:
     return default if value is None else max(0, value)
 
 
-def rma_settings(dry_run: bool | None = None) -> Any:
+def rma_settings(dry_run: bool = False) -> Any:
+    """RMA creation settings; `dry_run` comes from the run's `RunOptions`, never from here."""
     from include.returns_sync.domain.rma import RmaSettings
 
     return RmaSettings(
         warehouse_id=env_int("RETURNS_SYNC_WAREHOUSE_ID", None),
         stale_claim_after=timedelta(minutes=_minutes("RETURNS_SYNC_STALE_CLAIM_MINUTES", 15)),
-        dry_run=env_bool("RETURNS_SYNC_DRY_RUN") if dry_run is None else dry_run,
+        dry_run=dry_run,
     )
 
 

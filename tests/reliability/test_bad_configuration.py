@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.pipeline import RECEIPTS_DAG, RMA_DAG, DagResult, Pipeline
+from tests.reliability.pipeline import BACKFILL_DAG, RECEIPTS_DAG, RMA_DAG, DagResult, Pipeline
 
 
 class _Alerts(logging.Handler):
@@ -156,3 +156,21 @@ def test_a_wrong_whiplash_secret_fails_at_once_and_leaves_no_claim_behind(
     fixed = pipeline.run(RMA_DAG)
     assert fixed.state == "success"
     assert sorted(fixed.summary["loop_return_ids"]["created"]) == sorted(truth.rma_ids())
+
+
+@pytest.mark.parametrize("dag_id", [RMA_DAG, RECEIPTS_DAG, BACKFILL_DAG])
+def test_an_unreadable_shadow_mode_setting_fails_every_dag_at_its_first_task(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, dag_id: str
+) -> None:
+    """`RETURNS_SYNC_DRY_RUN=shadow` is neither true nor false: guessing either way could write
+    to the vendors during a shadow period, or silently not; so nothing runs, and the alert says
+    which variable to fix."""
+    sandbox = pipeline.sandbox
+    sandbox.seed_day(n=10)
+    sandbox.reset_stats()
+    monkeypatch.setenv("RETURNS_SYNC_DRY_RUN", "shadow")
+    with failure_alerts() as alerts:
+        result = pipeline.run(dag_id)
+    alert = _failed_at_once(result, "plan", alerts)
+    assert "RETURNS_SYNC_DRY_RUN must be true or false (got 'shadow')" in alert, alert
+    assert sandbox.stats()["loop"]["total"] == sandbox.stats()["whiplash"]["total"] == 0

@@ -16,6 +16,7 @@ from include.returns_sync.webhooks.drain import (
     claim,
     finish,
     merge_into_batches,
+    peek,
     prefetch_loop_returns,
 )
 from include.returns_sync.webhooks.inbox import accept
@@ -54,6 +55,21 @@ def test_events_needing_no_work_are_closed_at_claim_time(store: StateStore) -> N
     closed = store.inbox_get([stale, wanted])
     assert closed[stale].reason == "no work: label status 'new' does not start RMA creation"
     assert closed[wanted].reason is None
+
+
+def test_a_dry_run_peek_sees_what_a_claim_would_take_and_takes_nothing(
+    store: StateStore,
+) -> None:
+    a1 = loop_event(store, "101", "pre_transit")
+    a2 = loop_event(store, "101", "in_transit")
+    b = loop_event(store, "102")
+    idle, _ = store.inbox_put("loop", "k", "label.created", "103", {"label_status": "new"})
+    seen = peek("loop", store)
+    assert seen.events == {"101": [a1, a2], "102": [b]}
+    assert seen.since is not None
+    assert set(statuses(store).values()) == {"new"}  # not claimed, the idle one not closed
+    assert [e.attempts for e in store.inbox_get([a1, a2, b, idle]).values()] == [0, 0, 0, 0]
+    assert claim("loop", "live-run/collect", store).events == seen.events
 
 
 def test_finishing_marks_the_events_done_and_nothing_else(store: StateStore) -> None:

@@ -172,6 +172,23 @@ class InboxMixin(StoreBase):
                     found[row["id"]] = _event(row)
         return found
 
+    def inbox_waiting(self, source: InboxSource | str, limit: int) -> list[InboxEvent]:
+        """Up to `limit` unfinished events of `source`, oldest first, read without claiming
+        them (a dry run's view of the inbox: the events stay for the run that takes them)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer; got {limit!r}")
+        query = (
+            select(t)
+            .where(
+                t.c.status.in_(_PENDING),
+                t.c.source == coerce(InboxSource, source, "source").value,
+            )
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [_event(row) for row in conn.execute(query).mappings()]
+
     def inbox_pending_count(self, source: InboxSource | str | None = None) -> int:
         """Events not yet finished (`new` or `dispatched`)."""
         query = select(func.count()).select_from(t).where(t.c.status.in_(_PENDING))

@@ -8,12 +8,15 @@ picked up again by later runs and finished from the recorded decision, not recom
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
+
+if TYPE_CHECKING:
+    from include.returns_sync.run_options import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -29,30 +32,63 @@ def plan_window(data_interval_end: datetime) -> dict[str, str]:
     return runtime.planned_window(RECEIPT_WATERMARK, data_interval_end)
 
 
+def plan(
+    params: Mapping[str, Any], data_interval_end: datetime | None, *, webhook_only: bool
+) -> dict[str, Any]:
+    """`plan` of the receipts DAG: the run's `RunOptions` (XCom), settled once for its tasks.
+
+    Given consumer return ids: only those. A run only webhooks started: the inbox alone.
+    Otherwise the poll window from the watermark, plus the inbox.
+    """
+    from include.returns_sync.run_options import settle_or_fail
+
+    given = params.get("consumer_return_ids") or []
+    try:
+        ids = [str(int(i)) for i in given]
+    except (TypeError, ValueError):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            f"consumer_return_ids must be Whiplash consumer return ids (integers), got {given!r}"
+        ) from None
+    if ids:
+        return settle_or_fail(params, source="manual", ids=ids)
+    if webhook_only:
+        return settle_or_fail(params, source="webhook", inbox=True)
+    window = plan_window(data_interval_end or datetime.now(UTC))
+    return settle_or_fail(params, source="poll", window=window, inbox=True)
+
+
 def run_with_inbox(
-    *,
-    dag_id: str,
-    run_id: str,
-    window: dict[str, str] | None,
-    consumer_return_ids: Sequence[int],
-    dry_run: bool,
+    *, dag_id: str, run_id: str, options: RunOptions | Mapping[str, Any]
 ) -> dict[str, Any]:
     """`reconcile_and_act` of the DAG: given ids, or the window plus waiting Whiplash webhooks.
 
-    The inbox is drained by real runs only; its events are marked done only after the run's
-    work succeeded, so a failed run leaves them for the next one.
+    A live run claims the inbox and marks its events done only after the run's work succeeded,
+    so a failed run leaves them for the next one. A dry run reads the waiting events without
+    claiming them: it decides and reports them, a live run takes them.
     """
+    from include.returns_sync.run_options import RunOptions
     from include.returns_sync.webhooks import drain
 
-    ids = list(consumer_return_ids)
+    run = RunOptions.of(options)
+    ids = [int(i) for i in run.ids]
     inbox = None
-    if not ids and not dry_run:
-        inbox = drain.claim("whiplash", f"{run_id}/reconcile_and_act")
-        ids = [int(i) for i in inbox.resource_ids]
+    if run.inbox:
+        if run.dry_run:
+            ids = [int(i) for i in drain.peek("whiplash").resource_ids]
+        else:
+            inbox = drain.claim("whiplash", f"{run_id}/reconcile_and_act")
+            ids = [int(i) for i in inbox.resource_ids]
     summary = reconcile_and_act(
-        dag_id=dag_id, run_id=run_id, window=window, consumer_return_ids=ids, dry_run=dry_run
+        dag_id=dag_id,
+        run_id=run_id,
+        window=run.window,
+        consumer_return_ids=ids,
+        dry_run=run.dry_run,
     )
-    drain.finish(inbox.event_ids if inbox else None)
+    if inbox is not None:
+        drain.finish(inbox.event_ids)
     return summary
 
 
@@ -88,7 +124,6 @@ def reconcile_and_act(
             f"Invalid merchant criteria: {exc}. Fix the file (every option is in "
             f"docs/CRITERIA.md) or point {CRITERIA_ENV_VAR} at a valid one."
         ) from exc
-    dry_run = dry_run or runtime.env_bool("RETURNS_SYNC_DRY_RUN")
     store = runtime.state_store()
     whiplash = runtime.whiplash_hook()
     loop = runtime.loop_hook()

@@ -7,12 +7,15 @@ build hooks and the store through `runtime`, and leave the decisions to `domain.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
+
+if TYPE_CHECKING:
+    from include.returns_sync.run_options import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,25 @@ POLL_WATERMARK = "loop_returns_to_whiplash.updated_at"
 def plan_window(data_interval_end: datetime) -> dict[str, str]:
     """The poll window `[watermark - overlap, data_interval_end)`, from the durable watermark."""
     return runtime.planned_window(POLL_WATERMARK, data_interval_end)
+
+
+def plan(
+    params: Mapping[str, Any], data_interval_end: datetime | None, *, webhook_only: bool
+) -> dict[str, Any]:
+    """`plan` of the RMA DAG: the run's `RunOptions` (XCom), settled once for all its tasks.
+
+    Given ids: only those (no window, no inbox). A run only webhooks started: the inbox alone.
+    Otherwise the poll window from the watermark, plus the inbox.
+    """
+    from include.returns_sync.run_options import settle_or_fail
+
+    ids = [str(i).strip() for i in params.get("return_ids") or [] if str(i).strip()]
+    if ids:
+        return settle_or_fail(params, source="manual", ids=ids)
+    if webhook_only:
+        return settle_or_fail(params, source="webhook", inbox=True)
+    window = plan_window(data_interval_end or datetime.now(UTC))
+    return settle_or_fail(params, source="poll", window=window, inbox=True)
 
 
 def collect_batches(
@@ -73,20 +95,22 @@ def collect_batches(
 
 
 def collect_with_inbox(
-    window: dict[str, str] | None, explicit_ids: Sequence[str], *, dry_run: bool, claimer: str
+    options: RunOptions | Mapping[str, Any], *, claimer: str
 ) -> list[dict[str, Any]]:
     """`collect` of the RMA DAG: the window's and given returns, plus waiting Loop webhooks.
 
-    The inbox is drained by real runs only, and claimed last, so a failure before it leaves the
-    webhook events waiting for a retry; they are marked done by `create_batch` once their batch
-    was handled.
+    A live run claims the inbox last, so a failure before it leaves the webhook events waiting
+    for a retry; they are marked done by `create_batch` once their batch was handled. A dry run
+    reads the waiting events without claiming them: it reports them, a live run takes them.
     """
+    from include.returns_sync.run_options import RunOptions
     from include.returns_sync.webhooks import drain
 
-    batches = collect_batches(window, explicit_ids, include_retries=window is not None)
-    if explicit_ids or dry_run:
+    run = RunOptions.of(options)
+    batches = collect_batches(run.window, run.ids, include_retries=run.window is not None)
+    if not run.inbox:
         return batches
-    inbox = drain.claim("loop", claimer)
+    inbox = drain.peek("loop") if run.dry_run else drain.claim("loop", claimer)
     settings = runtime.poll_settings()
     listed = drain.prefetch_loop_returns(
         inbox, runtime.loop_hook(), page_size=settings.loop_page_size
@@ -94,14 +118,19 @@ def collect_with_inbox(
     return drain.merge_into_batches(batches, inbox, settings.batch_size, listed)
 
 
-def create_batch(batch: dict[str, Any], *, source: str, dry_run: bool) -> list[dict[str, Any]]:
-    """`create_rmas` of the RMA DAG: one batch, then its webhook events are done."""
+def create_batch(
+    batch: dict[str, Any], options: RunOptions | Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """`create_rmas` of the RMA and backfill DAGs: one batch, then its webhook events are done
+    (a dry run leaves them waiting)."""
+    from include.returns_sync.run_options import RunOptions
     from include.returns_sync.webhooks import drain
 
-    if batch.get(drain.INBOX_KEY):
-        source = "webhook"
-    rows = create_rmas(batch, source=source, dry_run=dry_run)
-    drain.finish(batch.get(drain.INBOX_KEY))
+    run = RunOptions.of(options)
+    source = "webhook" if batch.get(drain.INBOX_KEY) else run.source
+    rows = create_rmas(batch, source=source, dry_run=run.dry_run)
+    if not run.dry_run:
+        drain.finish(batch.get(drain.INBOX_KEY))
     return rows
 
 
@@ -112,7 +141,7 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
 
     vendor_error = runtime.vendor_error()
     store = runtime.state_store()
-    settings = runtime.rma_settings(dry_run=dry_run or None)
+    settings = runtime.rma_settings(dry_run=dry_run)
     returns, problems, malformed = [], [], []
     for raw in batch.get("returns", []):
         try:
@@ -167,6 +196,28 @@ def _invalid(raw: dict[str, Any], exc: ValueError) -> Any:
     )
 
 
+def report(
+    options: RunOptions | Mapping[str, Any],
+    results: Iterable[list[dict[str, Any]]],
+    *,
+    dag_id: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """`report` of the RMA and backfill DAGs: `finalize` as the run's options say."""
+    from include.returns_sync.run_options import RunOptions
+
+    run = RunOptions.of(options)
+    return finalize(
+        dag_id=dag_id,
+        run_id=run_id,
+        window=run.window,
+        results=results,
+        advance_watermark=run.advances_watermark,
+        backfill=run.source == "backfill",
+        dry_run=run.dry_run,
+    )
+
+
 def finalize(
     *,
     dag_id: str,
@@ -175,6 +226,7 @@ def finalize(
     results: Iterable[list[dict[str, Any]]],
     advance_watermark: bool,
     backfill: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Write the run report, log the counts, advance the watermark, fail if too much is stuck.
 
@@ -195,6 +247,7 @@ def finalize(
             report.add(RmaResult.from_row(row))
     summary = report.summary()
     summary["window"] = window
+    summary["dry_run"] = dry_run
     store = runtime.state_store()
     stuck = store.sync_status_counts().get("unmappable", 0)
     summary["unmappable_in_store"] = stuck

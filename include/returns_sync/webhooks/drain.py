@@ -4,7 +4,8 @@ A run claims the waiting events of its vendor (`claim`), turns them into explici
 DAG's existing code path, and marks them done only after that work succeeded (`finish`). An
 event whose run died keeps its claim until it goes stale (`RETURNS_SYNC_INBOX_STALE_MINUTES`,
 default 10) and is then handed to the next run: nothing accepted is lost. Events that need no
-work are closed at claim time, with the reason in the log.
+work are closed at claim time, with the reason in the log. A dry run only `peek`s: it reads the
+waiting events without claiming or closing any, so they stay for the first live run.
 
 | variable | default | meaning |
 | --- | --- | --- |
@@ -61,6 +62,44 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
     store = store if store is not None else runtime.state_store()
     limit, stale_after = claim_settings()
     events = store.inbox_claim(source, limit, claimer, stale_after)
+    taken, no_work = _sort_out(source, events)
+    for reason, ids in no_work.items():
+        store.inbox_done(ids, reason=reason)
+    if events:
+        log.info(
+            "Claimed %d %s webhook event(s) as %s: %d resource(s) to handle, %d need no work",
+            len(events),
+            source,
+            claimer,
+            len(taken.events),
+            sum(len(ids) for ids in no_work.values()),
+        )
+    return taken
+
+
+def peek(source: str, store: Any = None) -> InboxClaim:
+    """What `claim` would take, read without claiming or closing anything: a dry run's view.
+
+    The events stay waiting (`new`) for the first live run, which claims them as usual.
+    """
+    store = store if store is not None else runtime.state_store()
+    limit, _ = claim_settings()
+    events = store.inbox_waiting(source, limit)
+    waiting, no_work = _sort_out(source, events)
+    if events:
+        log.info(
+            "Dry run: %d %s webhook event(s) waiting, %d resource(s) to handle, %d need no work; "
+            "left in the inbox for a live run",
+            len(events),
+            source,
+            len(waiting.events),
+            sum(len(ids) for ids in no_work.values()),
+        )
+    return waiting
+
+
+def _sort_out(source: str, events: Sequence[Any]) -> tuple[InboxClaim, dict[str, list[int]]]:
+    """The events that need work, by resource, and the ids of the others by no-work reason."""
     work: dict[str, list[int]] = {}
     no_work: dict[str, list[int]] = {}
     stamps: list[datetime] = []
@@ -76,18 +115,7 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
             stamp = _stamp(event.payload.get("label_updated_at"))
             if stamp is not None:
                 stamps.append(stamp)
-    for reason, ids in no_work.items():
-        store.inbox_done(ids, reason=reason)
-    if events:
-        log.info(
-            "Claimed %d %s webhook event(s) as %s: %d resource(s) to handle, %d need no work",
-            len(events),
-            source,
-            claimer,
-            len(work),
-            sum(len(ids) for ids in no_work.values()),
-        )
-    return InboxClaim(source, work, min(stamps, default=None))
+    return InboxClaim(source, work, min(stamps, default=None)), no_work
 
 
 def _stamp(value: Any) -> datetime | None:
