@@ -293,6 +293,42 @@ def test_every_successful_answer_and_its_request_conform_to_the_spec(
     _assert_conforms(contract, exchanges)
 
 
+def test_strict_paging_answers_and_their_requests_conform_to_the_spec(
+    contract: Contract, whiplash: Recorder
+) -> None:
+    """Strict: `per_page` capped silently at 50, no page-size header; predicates may be ignored."""
+    whiplash.backend.strict = True
+    for index in range(60):
+        whiplash.backend.add_item(f"BULK-{index:03d}")
+    for original_id in ("9001", "9002"):
+        whiplash.call("POST", "/consumer_returns", json=_return_body(original_id))
+    whiplash.drain()
+
+    pages = [
+        whiplash.call("GET", "/items", params={"sort": "id asc", "per_page": 100, "page": n})
+        for n in (1, 2, 3)
+    ]
+    whiplash.backend.ignored_predicates = {"id_gt", "updated_at_gteq"}
+    ignored = whiplash.call(
+        "GET",
+        "/consumer_returns",
+        params={
+            "search": json.dumps({"updated_at_gteq": "2999-01-01T00:00:00Z", "id_gt": 1}),
+            "sort": "updated_at asc,id asc",
+            "per_page": 100,
+            "page": 1,
+        },
+    )
+    whiplash.call("GET", "/consumer_returns/count", params={"search": json.dumps({"id_gt": 10**9})})
+
+    exchanges = whiplash.drain()
+    assert [len(page.json()) for page in pages] == [50, 12, 0]
+    assert all("Per-Page" not in page.headers for page in pages)
+    assert len(ignored.json()) == 2 and exchanges[-1].json() == {"count": 2}
+    assert {r.status_code for r in exchanges} == {200}
+    _assert_conforms(contract, exchanges)
+
+
 def test_documented_error_answers_conform_to_the_spec(
     contract: Contract, whiplash: Recorder
 ) -> None:

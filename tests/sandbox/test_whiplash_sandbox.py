@@ -279,6 +279,39 @@ def test_per_page_defaults_to_50_and_is_capped_at_250(whiplash: WhiplashApi) -> 
     assert len(whiplash.get("/items", per_page=1000).json()) == 250
 
 
+def test_lenient_lists_announce_their_page_size_in_per_page(whiplash: WhiplashApi) -> None:
+    assert whiplash.get("/items", per_page=1000).headers["Per-Page"] == "250"
+
+
+def test_strict_lists_cap_per_page_at_50_silently(whiplash: WhiplashApi) -> None:
+    whiplash.backend.strict = True
+    for index in range(117):
+        whiplash.backend.add_item(f"BULK-{index:03d}")
+
+    answers = [whiplash.get("/items", per_page=100, page=n) for n in (1, 2, 3, 4)]
+
+    assert [len(answer.json()) for answer in answers] == [50, 50, 20, 0]
+    for answer in answers:
+        assert not {"per-page", "x-per-page", "total", "x-total", "link"} & {
+            name.lower() for name in answer.headers
+        }
+    ids = [item["id"] for answer in answers for item in answer.json()]
+    assert len(set(ids)) == 120
+    assert len(whiplash.get("/items", per_page=10).json()) == 10
+
+
+def test_ignored_predicates_filter_nothing_in_lists_and_counts(whiplash: WhiplashApi) -> None:
+    first = whiplash.get("/items").json()[0]["id"]
+    assert len(whiplash.search("/items", {"id_gt": first})) == 2
+
+    whiplash.backend.ignored_predicates = {"id_gt"}
+
+    assert len(whiplash.search("/items", {"id_gt": first})) == 3
+    count = whiplash.get("/items/count", search=json.dumps({"id_gt": first})).json()
+    assert count == {"count": 3}
+    assert whiplash.search("/items", {"id_gt": first, "sku_eq": "HAT-1"})[0]["sku"] == "HAT-1"
+
+
 @pytest.mark.parametrize("params", [{"page": "zero"}, {"per_page": "0"}, {"page": "-1"}])
 def test_a_bad_page_parameter_is_a_400_naming_it(
     whiplash: WhiplashApi, params: dict[str, str]

@@ -89,6 +89,9 @@ class WhiplashBackend:
         self.clock = clock or SandboxClock()
         #: The harsher reading of what Whiplash's docs leave open (see `strict.py`).
         self.strict = strict
+        #: Test knob (any mode): search predicates the list and count endpoints drop as unknown,
+        #: e.g. {"id_gt", "updated_at_gt"}; Whiplash may ignore a predicate it does not support.
+        self.ignored_predicates: set[str] = set()
         self.client_id = client_id
         self.client_secret = client_secret
         self.tokens = TokenIssuer(
@@ -263,7 +266,9 @@ class WhiplashBackend:
             matched = [
                 r
                 for r in records
-                if parse_search(search, ORIGINATOR_FIELDS).matches(r, ORIGINATOR_FIELDS)
+                if parse_search(search, ORIGINATOR_FIELDS, self.ignored_predicates).matches(
+                    r, ORIGINATOR_FIELDS
+                )
             ]
             ordered = sort_records(matched, sort, ORIGINATOR_FIELDS)
             return [render_originator(record) for record in page.slice(ordered)]
@@ -430,7 +435,7 @@ class WhiplashBackend:
         return self.clock.now().replace(microsecond=0)
 
     def _matching(self, spec: _Resource, search: str | None) -> list[Any]:
-        parsed = parse_search(search, spec.fields)
+        parsed = parse_search(search, spec.fields, self.ignored_predicates)
         return [record for record in spec.records() if parsed.matches(record, spec.fields)]
 
     def _return(self, id: int) -> ConsumerReturn:
