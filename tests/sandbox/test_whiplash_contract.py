@@ -418,6 +418,43 @@ def test_webhook_payloads_carry_a_conforming_consumer_return(
         assert contract.entity_errors(CR, payload["consumer_return"]) == []
 
 
+def test_strict_webhooks_of_events_we_do_not_handle_carry_conforming_entities(
+    contract: Contract, whiplash: Recorder, webhook_receiver: WebhookReceiver
+) -> None:
+    whiplash.backend.strict = True
+    events = {e["name"]: e["id"] for e in whiplash.call("GET", "/notification_events").json()}
+    whiplash.call(
+        "POST",
+        "/notification_subscriptions",
+        json={
+            "notification_event_id": events["consumer_return.completed"],
+            "notification_type": "webhook",
+            "endpoint": webhook_receiver.url,
+        },
+    )
+    created = whiplash.call("POST", "/consumer_returns", json=_return_body("9001")).json()
+    whiplash.backend.receive(created["id"], [("TEE-1", 2, 0), ("HAT-1", 1, 0)])
+    whiplash.backend.add_item("SCARF-1", "Scarf", "12.00")
+    whiplash.backend.add_order("5550002", "#1002", [("SCARF-1", 1)])
+
+    deliveries = webhook_receiver.wait_for(6)
+
+    schemas = {
+        "consumer_return": CR,
+        "shipnotice": "ApiV2EntitiesShipnotice",  # the return seen as its parent Shipnotice
+        "item": "ApiV2EntitiesItem",
+        "order": "ApiV2EntitiesOrder",
+    }
+    seen = set()
+    for delivery in deliveries:
+        payload = json.loads(delivery.body)
+        (resource_type,) = set(payload) - {"event_name"}
+        assert payload["event_name"].split(".")[0] == resource_type
+        assert contract.entity_errors(schemas[resource_type], payload[resource_type]) == []
+        seen.add(payload["event_name"])
+    assert {"shipnotice.status_changed", "item.created", "order.created"} <= seen
+
+
 # --------------------------------------------------------------------------- OAuth, by hand
 
 

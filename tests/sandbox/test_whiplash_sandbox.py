@@ -642,6 +642,73 @@ def test_status_webhooks_are_signed_with_the_client_secret(
         assert delivery.headers["X-WHIPLASH-SIGNATURE"] == expected
 
 
+def _sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _activity(whiplash: WhiplashApi) -> None:
+    """A return created and received, an item and an order added."""
+    created = whiplash.create_return().json()
+    whiplash.backend.receive(created["id"], [("TEE-1", 2, 0)])
+    whiplash.backend.add_item("SCARF-1", "Scarf")
+    whiplash.backend.add_order("5550003", "#1003", [("SCARF-1", 1)])
+
+
+def test_lenient_delivers_only_the_subscribed_event(
+    whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
+) -> None:
+    _subscribe(whiplash, "consumer_return.completed", webhook_receiver.url)
+    _activity(whiplash)
+    assert whiplash.backend.wait_for_webhooks()
+    names = [json.loads(d.body)["event_name"] for d in webhook_receiver.wait_for(1)]
+    assert names == ["consumer_return.completed"]
+
+
+def test_strict_delivers_events_we_do_not_handle_to_every_webhook_endpoint(
+    whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
+) -> None:
+    whiplash.backend.strict = True
+    _subscribe(whiplash, "consumer_return.completed", webhook_receiver.url)
+    _subscribe(whiplash, "consumer_return.status_changed", webhook_receiver.url)
+
+    _activity(whiplash)
+    assert whiplash.backend.wait_for_webhooks()
+    deliveries = webhook_receiver.wait_for(6)
+
+    payloads = [json.loads(d.body) for d in deliveries]
+    assert [p["event_name"] for p in payloads] == [
+        "consumer_return.created",
+        "consumer_return.status_changed",
+        "shipnotice.status_changed",
+        "consumer_return.completed",
+        "item.created",
+        "order.created",
+    ]
+    assert payloads[2]["shipnotice"]["id"] == payloads[1]["consumer_return"]["id"]
+    assert payloads[4]["item"]["sku"] == "SCARF-1"
+    assert payloads[5]["order"]["order_orig"] == "#1003"
+    for delivery in deliveries:  # version 2 subscriptions: the client secret
+        assert delivery.headers["X-WHIPLASH-SIGNATURE"] == _sign(CLIENT_SECRET, delivery.body)
+
+
+def test_strict_signs_version_1_webhooks_with_the_api_key_and_version_2_with_the_client_secret(
+    whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
+) -> None:
+    whiplash.backend.strict = True
+    _subscribe(whiplash, "consumer_return.completed", f"{webhook_receiver.url}/v1", version=1)
+    _subscribe(whiplash, "consumer_return.completed", f"{webhook_receiver.url}/v2", version=2)
+
+    whiplash.backend.add_item("SCARF-1", "Scarf")
+    assert whiplash.backend.wait_for_webhooks()
+    deliveries = {d.path.rsplit("/", 1)[-1]: d for d in webhook_receiver.wait_for(2)}
+
+    assert set(deliveries) == {"v1", "v2"}
+    v1, v2 = deliveries["v1"], deliveries["v2"]
+    assert v1.headers["X-WHIPLASH-SIGNATURE"] == _sign(whiplash.backend.api_key, v1.body)
+    assert v2.headers["X-WHIPLASH-SIGNATURE"] == _sign(CLIENT_SECRET, v2.body)
+    assert whiplash.backend.api_key != CLIENT_SECRET
+
+
 def test_subscriptions_can_be_read_updated_tested_and_deleted(
     whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
 ) -> None:

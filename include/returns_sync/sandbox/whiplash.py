@@ -25,9 +25,12 @@ Decisions where the vendor is silent (each also documented where it is implement
   line with `originator_attributes` gets a `ShipnoticeItem` originator whose id is the line's
   `return_item_originator_id`.
 - Webhooks: `consumer_return.created`, `.status_changed` on every status change, plus
-  `.completed` (status 300) / `.unexpected` (25) and `.deleted`; body
-  `{"event_name", "consumer_return"}`, `X-WHIPLASH-SIGNATURE` = hex HMAC-SHA256 with the client
-  secret, one attempt each from a background thread (the real service retries up to 10 times).
+  `.completed` (status 300) / `.unexpected` (25) and `.deleted`, `item.created`,
+  `order.created`; body `{"event_name", "<resource>"}`, `X-WHIPLASH-SIGNATURE` = hex
+  HMAC-SHA256 with the client secret, one attempt each from a background thread (the real
+  service retries up to 10 times). Strict (`whiplash_notify`): every event (also
+  `shipnotice.status_changed`) goes to every webhook endpoint, and `version: 1` subscriptions
+  are signed with the account's API key.
 """
 
 from __future__ import annotations
