@@ -285,6 +285,26 @@ def test_an_ignored_keyset_predicate_is_a_clear_error_not_a_loop(
     assert hook.calls["list_consumer_returns"] <= 4
 
 
+@pytest.mark.parametrize("predicate", ["id_in", "status_in"])
+def test_an_ignored_narrowing_predicate_is_a_clear_error_not_the_whole_list(
+    whiplash_connection: Sandbox, catalog: Catalog, predicate: str
+) -> None:
+    created = [
+        catalog.backend.create_consumer_return(catalog.payload(f"4860{n:04d}")) for n in range(4)
+    ]
+    catalog.backend.simulate_processing(created[2]["id"], True)
+    catalog.backend.ignored_predicates = {predicate}
+    hook = make_hook()
+    narrowed = (
+        hook.list_consumer_returns(ids=[created[2]["id"]])
+        if predicate == "id_in"
+        else hook.list_consumer_returns(statuses=[300])
+    )
+
+    with pytest.raises(VendorBadResponse, match=f"ignored the search predicate '{predicate}'"):
+        list(narrowed)
+
+
 def test_an_ignored_id_gt_in_a_long_tie_is_a_clear_error_not_a_loop(
     whiplash_connection: Sandbox, catalog: Catalog
 ) -> None:

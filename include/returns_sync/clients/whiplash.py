@@ -310,8 +310,10 @@ class WhiplashHook(VendorHook):
         the walk (Whiplash may serve fewer than `per_page` rows without saying so). The walk is
         keyset-based (see `pagination.whiplash_updated_since`), so a return updated while we
         list cannot make us skip another, and an answer that ignores our search predicates
-        raises `VendorBadResponse` naming the predicate instead of looping. `statuses` / `ids` narrow the search (an empty list
-        matches nothing); many `ids` are searched in batches.
+        raises `VendorBadResponse` naming the predicate instead of looping. `statuses` / `ids`
+        narrow the search (an empty list matches nothing); many `ids` are searched in batches.
+        A record outside them means Whiplash ignored `status_in` / `id_in`: `VendorBadResponse`
+        naming it, rather than walking (and handing on) the whole list.
 
         A record that does not validate raises `VendorBadResponse`, unless `on_invalid` is
         given: then it receives the raw record and the error and the walk goes on (the record
@@ -359,6 +361,17 @@ class WhiplashHook(VendorHook):
                         if on_invalid is not None:
                             on_invalid(record.raw, record.error)
                         continue
+                    for name, allowed, value in (
+                        ("id_in", id_batch, record.id),
+                        ("status_in", base.get("status_in"), record.status),
+                    ):
+                        if allowed is not None and value not in allowed:
+                            raise PaginationError(
+                                f"Whiplash ignored the search predicate {name!r}: it listed "
+                                f"consumer return {record.id} ({name.removesuffix('_in')} "
+                                f"{value}), which the search excludes; stopping instead of "
+                                "reading the whole list"
+                            )
                     yield record
             except PaginationError as error:
                 raise VendorBadResponse(self.vendor, 200, str(error), "GET", path) from error
