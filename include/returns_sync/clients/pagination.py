@@ -164,8 +164,7 @@ def whiplash_updated_since(
     PaginationError naming the predicate, instead of looping or stopping silently.
     """
     seen: set[object] = set()
-    lower: dict[str, Any] = {} if since is None else {"updated_at_gteq": since}
-    query: dict[str, Any] = dict(lower)
+    query: dict[str, Any] = {} if since is None else {"updated_at_gteq": since}
     at: datetime | None = None  # the cursor's instant
     at_ids: set[object] = set()  # ids listed at `at` (the `id_not_in` set)
     tie_after: object = None  # in a tie walk: the last id read at `at`
