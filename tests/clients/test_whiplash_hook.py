@@ -110,7 +110,7 @@ def test_rmas_are_found_by_loop_id_in_batches_via_originator_or_reference(
     assert by_reference.reference == "48009999"
     assert by_reference.originator is None or by_reference.originator.original_id is None
     assert all(rma.loop_return_id == loop_id for loop_id, rma in found.items())
-    assert hook.calls["find_consumer_returns"] == 3
+    assert hook.calls["find_consumer_returns"] == 6  # 3 batches, each ends on an empty page
 
 
 def test_a_created_rma_is_returned_typed_and_a_second_create_conflicts(
@@ -223,6 +223,124 @@ def test_listing_narrows_by_updated_since_status_and_ids(
     assert list(hook.list_consumer_returns(ids=[])) == []
 
 
+# --------------------------------------------------------------------------- paging
+
+
+def test_a_silently_capped_list_is_walked_to_the_end_for_one_extra_call(
+    whiplash_connection: Sandbox, catalog: Catalog
+) -> None:
+    """Strict Whiplash serves 50 of the 100 we ask for and sends no page-size header."""
+    whiplash_connection.set_strict(True)
+    whiplash_connection.clock.set(whiplash_connection.clock.now())
+    created = []
+    for n in range(120):
+        created.append(catalog.backend.create_consumer_return(catalog.payload(f"4830{n:04d}")))
+        if n % 7 == 0:  # ties and distinct instants both
+            whiplash_connection.clock.advance(timedelta(seconds=1))
+    hook = make_hook()
+
+    listed = [rma.id for rma in hook.list_consumer_returns(per_page=100)]
+
+    assert listed == [rma["id"] for rma in created]
+    assert hook.calls["list_consumer_returns"] == 4  # 50 + 50 + 20 + the empty answer
+
+
+def test_a_silently_capped_search_finds_every_match(
+    whiplash_connection: Sandbox, catalog: Catalog
+) -> None:
+    whiplash_connection.set_strict(True)
+    skus = [f"CAP-{n:03d}" for n in range(80)]
+    for sku in skus:
+        catalog.backend.add_item(sku)
+    hook = make_hook(search_batch_size=100)
+
+    found = hook.find_items_by_sku(skus)
+
+    assert sorted(found) == skus
+    assert hook.calls["find_items"] == 3  # 50 + 30 + the empty page
+
+
+def test_lookups_cost_one_call_per_batch_plus_one(
+    whiplash_connection: Sandbox, catalog: Catalog
+) -> None:
+    hook = make_hook()
+    assert hook.find_orders_by_name(["#1001"])
+    assert hook.calls["find_orders"] == 2
+
+
+@pytest.mark.parametrize("predicate", ["updated_at_gteq", "id_not_in"])
+def test_an_ignored_keyset_predicate_is_a_clear_error_not_a_loop(
+    whiplash_connection: Sandbox, catalog: Catalog, predicate: str
+) -> None:
+    whiplash_connection.clock.set(whiplash_connection.clock.now())
+    for n in range(9):
+        catalog.backend.create_consumer_return(catalog.payload(f"4840{n:04d}"))
+        if predicate == "updated_at_gteq":
+            whiplash_connection.clock.advance(timedelta(seconds=1))
+    catalog.backend.ignored_predicates = {predicate}
+    hook = make_hook()
+
+    with pytest.raises(VendorBadResponse, match=f"ignored the search predicate '{predicate}'"):
+        list(hook.list_consumer_returns(per_page=3))
+    assert hook.calls["list_consumer_returns"] <= 4
+
+
+@pytest.mark.parametrize("predicate", ["id_in", "status_in"])
+def test_an_ignored_narrowing_predicate_is_a_clear_error_not_the_whole_list(
+    whiplash_connection: Sandbox, catalog: Catalog, predicate: str
+) -> None:
+    created = [
+        catalog.backend.create_consumer_return(catalog.payload(f"4860{n:04d}")) for n in range(4)
+    ]
+    catalog.backend.simulate_processing(created[2]["id"], True)
+    catalog.backend.ignored_predicates = {predicate}
+    hook = make_hook()
+    narrowed = (
+        hook.list_consumer_returns(ids=[created[2]["id"]])
+        if predicate == "id_in"
+        else hook.list_consumer_returns(statuses=[300])
+    )
+
+    with pytest.raises(VendorBadResponse, match=f"ignored the search predicate '{predicate}'"):
+        list(narrowed)
+
+
+def test_an_ignored_id_gt_in_a_long_tie_is_a_clear_error_not_a_loop(
+    whiplash_connection: Sandbox, catalog: Catalog
+) -> None:
+    whiplash_connection.clock.set(whiplash_connection.clock.now())
+    for n in range(60):  # more records at one instant than one id_not_in may exclude
+        catalog.backend.create_consumer_return(catalog.payload(f"4850{n:04d}"))
+    hook = make_hook()
+    assert len(list(hook.list_consumer_returns(per_page=25))) == 60
+    catalog.backend.ignored_predicates = {"id_gt"}
+
+    with pytest.raises(VendorBadResponse, match="ignored the search predicate 'id_gt'"):
+        list(hook.list_consumer_returns(per_page=25))
+
+
+def test_a_server_that_ignores_page_is_a_clear_error_not_a_loop(
+    canned: CannedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_connection(
+        monkeypatch,
+        "whiplash_default",
+        conn_type="http",
+        host=canned.url,
+        login="cid",
+        password="secret",
+    )
+    canned.answer(
+        Canned(200, b'{"access_token": "t", "token_type": "bearer", "expires_in": 7200}'),
+        Canned(200, b'[{"id": 1001, "sku": "SKU-0"}, {"id": 1002, "sku": "SKU-1"}]'),
+    )
+    hook = make_hook()
+
+    with pytest.raises(VendorBadResponse, match="ignores the 'page' parameter"):
+        hook.find_items_by_sku(["SKU-0", "SKU-1"])
+    assert hook.calls["find_items"] == 2
+
+
 # --------------------------------------------------------------------------- items and orders
 
 
@@ -234,7 +352,7 @@ def test_items_are_found_by_sku_keyed_as_whiplash_returns_them(
     assert {sku: item.id for sku, item in found.items()} == {
         item["sku"]: item["id"] for item in catalog.items
     }
-    assert hook.calls["find_items"] == 2
+    assert hook.calls["find_items"] == 4  # 2 batches, each ends on an empty page
 
 
 def test_orders_are_found_by_shop_order_id_and_by_name(
@@ -304,7 +422,7 @@ def test_a_token_the_server_expired_early_is_renewed_once_on_401(
     assert hook.notification_events()
     assert whiplash_connection.whiplash.tokens.grants == ["client_credentials"] * 2
     assert whiplash_connection.stats()["whiplash"]["statuses"]["401"] == 1
-    assert hook.calls["notification_events"] == 2
+    assert hook.calls["notification_events"] == 4  # twice: one page and the empty one
 
 
 def test_a_revoked_token_is_renewed_once_and_the_create_still_happens_once(
@@ -443,7 +561,7 @@ def test_a_read_survives_timeouts_and_an_html_storm(whiplash_connection: Sandbox
     )
     hook.retry_policy = zero_wait(4, recorder)
     assert hook.notification_events()
-    assert hook.http_requests["notification_events"] == 3
+    assert hook.http_requests["notification_events"] == 4  # 2 faults, the page, the empty page
 
 
 def test_an_html_page_instead_of_json_ends_as_a_bad_response(whiplash_connection: Sandbox) -> None:

@@ -45,10 +45,10 @@ def whiplash_rmas(sandbox: dict[str, Any]) -> Counter[str]:
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         ).json()
+        if not rows:  # a strict sandbox caps per_page at 50 silently: only empty is the end
+            return counts
         for row in rows:
             counts[str((row.get("originator") or {}).get("original_id"))] += 1
-        if len(rows) < 250:
-            return counts
         page += 1
 
 

@@ -293,6 +293,42 @@ def test_every_successful_answer_and_its_request_conform_to_the_spec(
     _assert_conforms(contract, exchanges)
 
 
+def test_strict_paging_answers_and_their_requests_conform_to_the_spec(
+    contract: Contract, whiplash: Recorder
+) -> None:
+    """Strict: `per_page` capped silently at 50, no page-size header; predicates may be ignored."""
+    whiplash.backend.strict = True
+    for index in range(60):
+        whiplash.backend.add_item(f"BULK-{index:03d}")
+    for original_id in ("9001", "9002"):
+        whiplash.call("POST", "/consumer_returns", json=_return_body(original_id))
+    whiplash.drain()
+
+    pages = [
+        whiplash.call("GET", "/items", params={"sort": "id asc", "per_page": 100, "page": n})
+        for n in (1, 2, 3)
+    ]
+    whiplash.backend.ignored_predicates = {"id_gt", "updated_at_gteq"}
+    ignored = whiplash.call(
+        "GET",
+        "/consumer_returns",
+        params={
+            "search": json.dumps({"updated_at_gteq": "2999-01-01T00:00:00Z", "id_gt": 1}),
+            "sort": "updated_at asc,id asc",
+            "per_page": 100,
+            "page": 1,
+        },
+    )
+    whiplash.call("GET", "/consumer_returns/count", params={"search": json.dumps({"id_gt": 10**9})})
+
+    exchanges = whiplash.drain()
+    assert [len(page.json()) for page in pages] == [50, 12, 0]
+    assert all("Per-Page" not in page.headers for page in pages)
+    assert len(ignored.json()) == 2 and exchanges[-1].json() == {"count": 2}
+    assert {r.status_code for r in exchanges} == {200}
+    _assert_conforms(contract, exchanges)
+
+
 def test_documented_error_answers_conform_to_the_spec(
     contract: Contract, whiplash: Recorder
 ) -> None:
@@ -380,6 +416,43 @@ def test_webhook_payloads_carry_a_conforming_consumer_return(
         payload = json.loads(delivery.body)
         assert set(payload) == {"event_name", "consumer_return"}
         assert contract.entity_errors(CR, payload["consumer_return"]) == []
+
+
+def test_strict_webhooks_of_events_we_do_not_handle_carry_conforming_entities(
+    contract: Contract, whiplash: Recorder, webhook_receiver: WebhookReceiver
+) -> None:
+    whiplash.backend.strict = True
+    events = {e["name"]: e["id"] for e in whiplash.call("GET", "/notification_events").json()}
+    whiplash.call(
+        "POST",
+        "/notification_subscriptions",
+        json={
+            "notification_event_id": events["consumer_return.completed"],
+            "notification_type": "webhook",
+            "endpoint": webhook_receiver.url,
+        },
+    )
+    created = whiplash.call("POST", "/consumer_returns", json=_return_body("9001")).json()
+    whiplash.backend.receive(created["id"], [("TEE-1", 2, 0), ("HAT-1", 1, 0)])
+    whiplash.backend.add_item("SCARF-1", "Scarf", "12.00")
+    whiplash.backend.add_order("5550002", "#1002", [("SCARF-1", 1)])
+
+    deliveries = webhook_receiver.wait_for(6)
+
+    schemas = {
+        "consumer_return": CR,
+        "shipnotice": "ApiV2EntitiesShipnotice",  # the return seen as its parent Shipnotice
+        "item": "ApiV2EntitiesItem",
+        "order": "ApiV2EntitiesOrder",
+    }
+    seen = set()
+    for delivery in deliveries:
+        payload = json.loads(delivery.body)
+        (resource_type,) = set(payload) - {"event_name"}
+        assert payload["event_name"].split(".")[0] == resource_type
+        assert contract.entity_errors(schemas[resource_type], payload[resource_type]) == []
+        seen.add(payload["event_name"])
+    assert {"shipnotice.status_changed", "item.created", "order.created"} <= seen
 
 
 # --------------------------------------------------------------------------- OAuth, by hand

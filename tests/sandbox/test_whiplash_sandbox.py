@@ -279,6 +279,39 @@ def test_per_page_defaults_to_50_and_is_capped_at_250(whiplash: WhiplashApi) -> 
     assert len(whiplash.get("/items", per_page=1000).json()) == 250
 
 
+def test_lenient_lists_announce_their_page_size_in_per_page(whiplash: WhiplashApi) -> None:
+    assert whiplash.get("/items", per_page=1000).headers["Per-Page"] == "250"
+
+
+def test_strict_lists_cap_per_page_at_50_silently(whiplash: WhiplashApi) -> None:
+    whiplash.backend.strict = True
+    for index in range(117):
+        whiplash.backend.add_item(f"BULK-{index:03d}")
+
+    answers = [whiplash.get("/items", per_page=100, page=n) for n in (1, 2, 3, 4)]
+
+    assert [len(answer.json()) for answer in answers] == [50, 50, 20, 0]
+    for answer in answers:
+        assert not {"per-page", "x-per-page", "total", "x-total", "link"} & {
+            name.lower() for name in answer.headers
+        }
+    ids = [item["id"] for answer in answers for item in answer.json()]
+    assert len(set(ids)) == 120
+    assert len(whiplash.get("/items", per_page=10).json()) == 10
+
+
+def test_ignored_predicates_filter_nothing_in_lists_and_counts(whiplash: WhiplashApi) -> None:
+    first = whiplash.get("/items").json()[0]["id"]
+    assert len(whiplash.search("/items", {"id_gt": first})) == 2
+
+    whiplash.backend.ignored_predicates = {"id_gt"}
+
+    assert len(whiplash.search("/items", {"id_gt": first})) == 3
+    count = whiplash.get("/items/count", search=json.dumps({"id_gt": first})).json()
+    assert count == {"count": 3}
+    assert whiplash.search("/items", {"id_gt": first, "sku_eq": "HAT-1"})[0]["sku"] == "HAT-1"
+
+
 @pytest.mark.parametrize("params", [{"page": "zero"}, {"per_page": "0"}, {"page": "-1"}])
 def test_a_bad_page_parameter_is_a_400_naming_it(
     whiplash: WhiplashApi, params: dict[str, str]
@@ -607,6 +640,73 @@ def test_status_webhooks_are_signed_with_the_client_secret(
     for delivery in deliveries:
         expected = hmac.new(CLIENT_SECRET.encode(), delivery.body, hashlib.sha256).hexdigest()
         assert delivery.headers["X-WHIPLASH-SIGNATURE"] == expected
+
+
+def _sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _activity(whiplash: WhiplashApi) -> None:
+    """A return created and received, an item and an order added."""
+    created = whiplash.create_return().json()
+    whiplash.backend.receive(created["id"], [("TEE-1", 2, 0)])
+    whiplash.backend.add_item("SCARF-1", "Scarf")
+    whiplash.backend.add_order("5550003", "#1003", [("SCARF-1", 1)])
+
+
+def test_lenient_delivers_only_the_subscribed_event(
+    whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
+) -> None:
+    _subscribe(whiplash, "consumer_return.completed", webhook_receiver.url)
+    _activity(whiplash)
+    assert whiplash.backend.wait_for_webhooks()
+    names = [json.loads(d.body)["event_name"] for d in webhook_receiver.wait_for(1)]
+    assert names == ["consumer_return.completed"]
+
+
+def test_strict_delivers_events_we_do_not_handle_to_every_webhook_endpoint(
+    whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
+) -> None:
+    whiplash.backend.strict = True
+    _subscribe(whiplash, "consumer_return.completed", webhook_receiver.url)
+    _subscribe(whiplash, "consumer_return.status_changed", webhook_receiver.url)
+
+    _activity(whiplash)
+    assert whiplash.backend.wait_for_webhooks()
+    deliveries = webhook_receiver.wait_for(6)
+
+    payloads = [json.loads(d.body) for d in deliveries]
+    assert [p["event_name"] for p in payloads] == [
+        "consumer_return.created",
+        "consumer_return.status_changed",
+        "shipnotice.status_changed",
+        "consumer_return.completed",
+        "item.created",
+        "order.created",
+    ]
+    assert payloads[2]["shipnotice"]["id"] == payloads[1]["consumer_return"]["id"]
+    assert payloads[4]["item"]["sku"] == "SCARF-1"
+    assert payloads[5]["order"]["order_orig"] == "#1003"
+    for delivery in deliveries:  # version 2 subscriptions: the client secret
+        assert delivery.headers["X-WHIPLASH-SIGNATURE"] == _sign(CLIENT_SECRET, delivery.body)
+
+
+def test_strict_signs_version_1_webhooks_with_the_api_key_and_version_2_with_the_client_secret(
+    whiplash: WhiplashApi, webhook_receiver: WebhookReceiver
+) -> None:
+    whiplash.backend.strict = True
+    _subscribe(whiplash, "consumer_return.completed", f"{webhook_receiver.url}/v1", version=1)
+    _subscribe(whiplash, "consumer_return.completed", f"{webhook_receiver.url}/v2", version=2)
+
+    whiplash.backend.add_item("SCARF-1", "Scarf")
+    assert whiplash.backend.wait_for_webhooks()
+    deliveries = {d.path.rsplit("/", 1)[-1]: d for d in webhook_receiver.wait_for(2)}
+
+    assert set(deliveries) == {"v1", "v2"}
+    v1, v2 = deliveries["v1"], deliveries["v2"]
+    assert v1.headers["X-WHIPLASH-SIGNATURE"] == _sign(whiplash.backend.api_key, v1.body)
+    assert v2.headers["X-WHIPLASH-SIGNATURE"] == _sign(CLIENT_SECRET, v2.body)
+    assert whiplash.backend.api_key != CLIENT_SECRET
 
 
 def test_subscriptions_can_be_read_updated_tested_and_deleted(

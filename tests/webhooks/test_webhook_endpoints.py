@@ -89,6 +89,44 @@ def test_an_event_that_needs_no_work_is_stored_as_done_and_wakes_nothing(
     assert webhook_server.store.inbox_pending_count() == 0
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"event_name": "order.shipped", "order": {"id": 7100001, "status": 300}},
+        {"event_name": "item.inventory_changed", "item": {"id": 1001}},
+        {"event_name": "shipnotice.status_changed", "shipnotice": {"id": 181660}},
+    ],
+)
+def test_a_well_signed_event_we_do_not_handle_is_200_and_recorded_as_ignored(
+    webhook_server: WebhookServer, payload: dict
+) -> None:
+    """A 4xx would count toward Whiplash disabling the subscription."""
+    name = payload["event_name"]
+
+    reply = webhook_server.whiplash(payload)
+    again = webhook_server.whiplash(payload)
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "ignored"
+    assert reply.json()["reason"] == f"{name} is not an event we handle"
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    [row] = inbox_rows(webhook_server.store)
+    assert (row["source"], row["topic"], row["status"]) == ("whiplash", name, "done")
+    assert row["reason"] == f"no work: {name} is not an event we handle"
+    assert webhook_server.store.inbox_pending_count() == 0
+
+
+def test_an_unhandled_event_with_a_bad_signature_is_still_401(
+    webhook_server: WebhookServer,
+) -> None:
+    body = json.dumps({"event_name": "order.shipped", "order": {"id": 1}}).encode()
+    reply = webhook_server.post(
+        "whiplash", body, {"X-WHIPLASH-SIGNATURE": whiplash_signature(body, "not-the-secret")}
+    )
+    assert reply.status_code == 401
+    assert inbox_rows(webhook_server.store) == []
+
+
 def test_a_missing_signature_is_401(webhook_server: WebhookServer) -> None:
     reply = webhook_server.post("loop", php_json(label_payload()))
     assert reply.status_code == 401
@@ -148,9 +186,9 @@ def test_a_signed_but_malformed_payload_is_400_with_the_reason(
     reply = webhook_server.loop(b"[1,2,3]")
     assert reply.status_code == 400
     assert reply.json() == {"detail": "the body must be a JSON object, got a JSON array"}
-    reply = webhook_server.whiplash({"event_name": "order.shipped", "order": {"id": 1}})
+    reply = webhook_server.whiplash({"event_name": "consumer_return.completed"})
     assert reply.status_code == 400
-    assert "order.shipped" in reply.json()["detail"]
+    assert "consumer_return" in reply.json()["detail"]
     assert inbox_rows(webhook_server.store) == []
 
 
@@ -282,6 +320,36 @@ def test_whiplash_webhooks_verify_with_the_client_secret_when_no_webhook_secret_
         )
     assert ok.status_code == 200, ok.text
     assert rotated.status_code == 200, rotated.text
+
+
+def test_whiplash_webhooks_verify_with_the_webhook_secret_or_the_client_secret(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whiplash's docs disagree on the signing key: API key (help center) or client secret."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WHIPLASH_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": "http://127.0.0.1:9",
+                "login": "cid",
+                "password": "client-secret",
+                "extra": {"webhook_secret": "account-api-key"},
+            }
+        ),
+    )
+    app = create_app(WebhookReceiver(store=lambda: store, secrets=ConnectionSecrets()))
+    replies = {}
+    with serving(app, store) as server:
+        for n, secret in enumerate(("account-api-key", "client-secret", "someone-else", "cid")):
+            body = json.dumps(consumer_return_payload(id=180001 + n)).encode()
+            signature = whiplash_signature(body, secret)
+            replies[secret] = server.post("whiplash", body, {"X-WHIPLASH-SIGNATURE": signature})
+    assert replies["account-api-key"].status_code == 200, replies["account-api-key"].text
+    assert replies["client-secret"].status_code == 200, replies["client-secret"].text
+    assert replies["someone-else"].status_code == 401
+    assert replies["cid"].status_code == 401
+    assert [row["resource_id"] for row in inbox_rows(store)] == ["180001", "180002"]
 
 
 def test_the_plugin_mounts_the_app_under_returns_sync(

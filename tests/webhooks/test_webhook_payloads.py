@@ -155,8 +155,8 @@ def test_customer_data_in_a_whiplash_payload_is_not_kept() -> None:
     ("payload", "reason"),
     [
         (
-            {"event_name": "order.shipped", "order": {"id": 1}},
-            "event_name: event 'order.shipped' is not one we handle",
+            {"event_name": "Order Shipped!", "order": {"id": 1}},
+            "event_name: must be a Whiplash event name",
         ),
         ({"event_name": "consumer_return.completed"}, "consumer_return: Field required"),
         (consumer_return_payload(id="abc"), "consumer_return.id: must be a positive id"),  # type: ignore[arg-type]
@@ -171,6 +171,40 @@ def test_a_malformed_whiplash_payload_is_rejected_with_a_reason(payload: dict, r
     with pytest.raises(PayloadError) as caught:
         parse_whiplash(body(payload))
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"event_name": "order.shipped", "order": {"id": 7100001, "status": 300, "email": "j@x"}},
+        {"event_name": "item.created", "item": {"id": "1001", "sku": "TEE-1"}},
+        {"event_name": "shipnotice.status_changed", "shipnotice": {"id": 181660}},
+        {"event_name": "order.dropship.packed", "order": "not even an object"},
+        {"event_name": "consumer_return.archived", "consumer_return": {"id": "x"}},
+    ],
+)
+def test_a_well_formed_event_we_do_not_handle_is_accepted_and_needs_no_work(
+    payload: dict,
+) -> None:
+    event = parse_whiplash(body(payload))
+    name = payload["event_name"]
+    assert event.topic == name
+    assert event.no_work_reason == f"{name} is not an event we handle"
+    assert event.resource_id is None  # never taken for a consumer return to reconcile
+    resource_type = name.split(".")[0]
+    assert set(event.stored) == {"event_name", "resource_type", "id"}
+    assert event.stored["resource_type"] == resource_type
+    assert "j@x" not in json.dumps(event.stored) and "TEE-1" not in json.dumps(event.stored)
+    assert needs_work("whiplash", event.topic, event.stored) == event.no_work_reason
+
+
+def test_an_unhandled_event_is_deduplicated_by_its_bytes() -> None:
+    first = {"event_name": "order.shipped", "order": {"id": 1, "status": 300}}
+    again = parse_whiplash(body(first))
+    other = parse_whiplash(body({**first, "order": {"id": 1, "status": 350}}))
+    assert parse_whiplash(body(first)).dedup_key == again.dedup_key
+    assert other.dedup_key != again.dedup_key
+    assert again.stored["id"] == 1
 
 
 def test_needs_work_agrees_with_the_parser_for_events_read_back_from_the_inbox() -> None:

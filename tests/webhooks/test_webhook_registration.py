@@ -203,3 +203,61 @@ def test_the_sandbox_delivers_signed_webhooks_to_the_registered_urls(
         ("whiplash", "consumer_return.status_changed", str(rma["id"]), "new"),
         ("whiplash", "consumer_return.completed", str(rma["id"]), "new"),
     ]
+
+
+def test_strict_whiplash_deliveries_of_every_event_and_either_key_are_all_answered_2xx(
+    connections: Sandbox,
+    served_endpoints: tuple[str, StateStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Strict Whiplash: events we do not handle reach our endpoint, and version-2 webhooks are
+    signed with the client secret though `webhook_secret` holds the account's API key."""
+    url, store = served_endpoints
+    whiplash = connections.whiplash
+    connections.set_strict(True)
+    connection = airflow_connections(
+        connections, whiplash_extra={"webhook_secret": whiplash.api_key}
+    )["AIRFLOW_CONN_WHIPLASH_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_WHIPLASH_DEFAULT", connection)
+    register(url, vendors=["whiplash"], allow_http=True)  # version 2: the client secret signs
+    events = {event.name: event.id for event in whiplash.notifier.events.values()}
+    whiplash.create_subscription(  # as made in Preferences, version 1: the API key signs
+        {
+            "notification_event_id": events["order.shipped"],
+            "endpoint": f"{url}/returns-sync/webhooks/whiplash?via=preferences",
+            "version": 1,
+        }
+    )
+
+    item = whiplash.add_item("SKU-1", "Linen Shirt", "25.00")
+    rma = whiplash.create_consumer_return(
+        {
+            "requires_label": False,
+            "reference": "48000001",
+            "originator_attributes": {"original_id": "48000001"},
+            "shipnotice_items_attributes": [
+                {
+                    "item_id": item["id"],
+                    "quantity": 1,
+                    "return_action": "refund",
+                    "description": "x",
+                }
+            ],
+        }
+    )
+    whiplash.receive(rma["id"], [("SKU-1", 1, 0)])
+    assert whiplash.wait_for_webhooks(10)
+
+    deliveries = whiplash.webhook_deliveries()
+    assert len(deliveries) == 2 * 5  # 5 events, each to both endpoints
+    assert {d.status for d in deliveries} == {200}, [(d.topic, d.status) for d in deliveries]
+    rows = [(r["topic"], r["status"], r["reason"]) for r in inbox_rows(store)]
+    assert ("consumer_return.completed", "new", None) in rows
+    assert ("consumer_return.status_changed", "new", None) in rows
+    for topic in ("item.created", "shipnotice.status_changed"):
+        assert (topic, "done", f"no work: {topic} is not an event we handle") in rows
+    assert (
+        "consumer_return.created",
+        "done",
+        "no work: consumer_return.created starts no reconciliation",
+    ) in rows

@@ -66,13 +66,6 @@ class Answer:
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
 
-    def page_size(self, requested: int) -> int:
-        """The server's page size when it announced a smaller one (`Per-Page`), else ours."""
-        announced = self.headers.get("Per-Page")
-        if announced and announced.strip().isdigit() and 0 < int(announced) < requested:
-            return int(announced)
-        return requested
-
 
 def resolve_base_url(host: str | None, schema: str | None, port: int | None, default: str) -> str:
     """The API base URL from a connection's host/schema/port (see the module docstring)."""

@@ -62,8 +62,9 @@ API = "/api/v2"
 TOKEN_PATH = "/oauth/token"
 #: Keys per `search` request: keeps the query string well under URL length limits.
 SEARCH_BATCH_SIZE = 50
+#: What we ask for; Whiplash documents no maximum and may serve fewer without saying so
+#: (its own client asks for 50), so no walk relies on getting it.
 DEFAULT_PER_PAGE = 100
-#: The sandbox caps pages at 250; Whiplash documents no maximum.
 MAX_PER_PAGE = 250
 
 R = TypeVar("R")
@@ -305,10 +306,14 @@ class WhiplashHook(VendorHook):
     ) -> Iterator[ConsumerReturn]:
         """RMAs updated at or after `updated_since`, oldest change first.
 
-        Sorted by `updated_at asc`; pages are bare arrays and a short page is the last. The walk
-        is keyset-based (see `pagination.whiplash_updated_since`), so a return updated while we
-        list cannot make us skip another. `statuses` / `ids` narrow the search (an empty list
-        matches nothing); many `ids` are searched in batches.
+        Sorted by `updated_at asc, id asc`; pages are bare arrays and only an empty answer ends
+        the walk (Whiplash may serve fewer than `per_page` rows without saying so). The walk is
+        keyset-based (see `pagination.whiplash_updated_since`), so a return updated while we
+        list cannot make us skip another, and an answer that ignores our search predicates
+        raises `VendorBadResponse` naming the predicate instead of looping. `statuses` / `ids`
+        narrow the search (an empty list matches nothing); many `ids` are searched in batches.
+        A record outside them means Whiplash ignored `status_in` / `id_in`: `VendorBadResponse`
+        naming it, rather than walking (and handing on) the whole list.
 
         A record that does not validate raises `VendorBadResponse`, unless `on_invalid` is
         given: then it receives the raw record and the error and the walk goes on (the record
@@ -333,7 +338,7 @@ class WhiplashHook(VendorHook):
 
             def fetch(
                 predicates: dict[str, Any], search: dict[str, Any] = search
-            ) -> tuple[list[ConsumerReturn | _Unreadable], int]:
+            ) -> list[ConsumerReturn | _Unreadable]:
                 query = dict(search)
                 for name, value in predicates.items():
                     query[name] = _whiplash_time(value) if isinstance(value, datetime) else value
@@ -347,17 +352,29 @@ class WhiplashHook(VendorHook):
                 answer = self._call("list_consumer_returns", "GET", path, params=params)
                 body = answer.body if answer.body is not None else []
                 rows = as_list(body, "consumer returns", self.vendor, "GET", path)
-                records = [_parse_consumer_return(row, path, on_invalid is None) for row in rows]
-                return records, answer.page_size(per_page)
+                return [_parse_consumer_return(row, path, on_invalid is None) for row in rows]
 
-            for record in whiplash_updated_since(
-                fetch, per_page, since, key=lambda rma: (rma.id, rma.updated_at)
-            ):
-                if isinstance(record, _Unreadable):
-                    if on_invalid is not None:
-                        on_invalid(record.raw, record.error)
-                    continue
-                yield record
+            walk = whiplash_updated_since(fetch, since, key=lambda rma: (rma.id, rma.updated_at))
+            try:
+                for record in walk:
+                    if isinstance(record, _Unreadable):
+                        if on_invalid is not None:
+                            on_invalid(record.raw, record.error)
+                        continue
+                    for name, allowed, value in (
+                        ("id_in", id_batch, record.id),
+                        ("status_in", base.get("status_in"), record.status),
+                    ):
+                        if allowed is not None and value not in allowed:
+                            raise PaginationError(
+                                f"Whiplash ignored the search predicate {name!r}: it listed "
+                                f"consumer return {record.id} ({name.removesuffix('_in')} "
+                                f"{value}), which the search excludes; stopping instead of "
+                                "reading the whole list"
+                            )
+                    yield record
+            except PaginationError as error:
+                raise VendorBadResponse(self.vendor, 200, str(error), "GET", path) from error
 
     # ------------------------------------------------------------------ items and orders
 
@@ -460,22 +477,26 @@ class WhiplashHook(VendorHook):
         *,
         per_page: int = DEFAULT_PER_PAGE,
     ) -> Iterator[dict[str, Any]]:
-        """Every record of a (searched) list, page by page until a short page."""
+        """Every record of a (searched) list, page by page until an empty page.
+
+        Sorted by id, so records created during the walk land behind it instead of shifting
+        the pages; a page that repeats an earlier one raises `VendorBadResponse`.
+        """
         path = f"{API}/{resource}"
-        params: dict[str, Any] = {"per_page": per_page}
+        params: dict[str, Any] = {"per_page": per_page, "sort": "id asc"}
         if search:
             params["search"] = _search_json(search)
 
-        def fetch(page: int) -> tuple[Any, int]:
+        def fetch(page: int) -> Any:
             answer = self._call(operation, "GET", path, params={**params, "page": page})
-            return ([] if answer.body is None else answer.body), answer.page_size(per_page)
+            return [] if answer.body is None else answer.body
 
         try:
-            for page in whiplash_pages(fetch, per_page):
+            for page in whiplash_pages(fetch):
                 for raw in page:
                     yield as_object(raw, f"a {resource} record", self.vendor, "GET", path)
         except PaginationError as error:
-            raise VendorBadResponse(self.vendor, 200, str(error), "GET", path) from None
+            raise VendorBadResponse(self.vendor, 200, str(error), "GET", path) from error
 
     def _pick(
         self, matches: dict[str, list[R]], what: str, rank: Callable[[R], Any]

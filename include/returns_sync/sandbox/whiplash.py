@@ -12,9 +12,11 @@ Decisions where the vendor is silent (each also documented where it is implement
 
 - OAuth (`whiplash_oauth`): Doorkeeper defaults. Refresh tokens rotate and a refresh revokes the
   access token issued beside the old refresh token; client credentials get no refresh token.
-- Lists (`whiplash_search`): bare arrays; `page` from 1, `per_page` default 50, capped at 250;
-  Ransack `search` ignores unknown attributes/predicates and blank values; naive search times
-  are read in America/New_York; `page_total` / `page_links` add `Total` / `Link` headers.
+- Lists (`whiplash_search`): bare arrays; `page` from 1, `per_page` default 50, capped at 250
+  with a `Per-Page` header (strict: capped silently at 50, no page-size header); Ransack
+  `search` ignores unknown attributes/predicates and blank values (and, as a test knob, the
+  predicates in `WhiplashBackend.ignored_predicates`); naive search times are read in
+  America/New_York; `page_total` / `page_links` add `Total` / `Link` headers.
 - Consumer returns (`whiplash_returns`): a repeated `originator_attributes.original_id` is 409;
   create needs at least one item; only a return that has not arrived can be deleted (which frees
   its originator id). Timestamps have whole-second precision, rendered in America/New_York.
@@ -23,9 +25,12 @@ Decisions where the vendor is silent (each also documented where it is implement
   line with `originator_attributes` gets a `ShipnoticeItem` originator whose id is the line's
   `return_item_originator_id`.
 - Webhooks: `consumer_return.created`, `.status_changed` on every status change, plus
-  `.completed` (status 300) / `.unexpected` (25) and `.deleted`; body
-  `{"event_name", "consumer_return"}`, `X-WHIPLASH-SIGNATURE` = hex HMAC-SHA256 with the client
-  secret, one attempt each from a background thread (the real service retries up to 10 times).
+  `.completed` (status 300) / `.unexpected` (25) and `.deleted`, `item.created`,
+  `order.created`; body `{"event_name", "<resource>"}`, `X-WHIPLASH-SIGNATURE` = hex
+  HMAC-SHA256 with the client secret, one attempt each from a background thread (the real
+  service retries up to 10 times). Strict (`whiplash_notify`): every event (also
+  `shipnotice.status_changed`) goes to every webhook endpoint, and `version: 1` subscriptions
+  are signed with the account's API key.
 """
 
 from __future__ import annotations

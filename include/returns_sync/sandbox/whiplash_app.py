@@ -23,7 +23,13 @@ from starlette.exceptions import HTTPException
 from include.returns_sync.sandbox.whiplash_backend import ApiCall, WhiplashBackend
 from include.returns_sync.sandbox.whiplash_oauth import OAuthError, TokenRejected
 from include.returns_sync.sandbox.whiplash_records import WhiplashApiError
-from include.returns_sync.sandbox.whiplash_search import SearchError, parse_page, select_fields
+from include.returns_sync.sandbox.whiplash_search import (
+    MAX_PER_PAGE,
+    STRICT_MAX_PER_PAGE,
+    SearchError,
+    parse_page,
+    select_fields,
+)
 
 API = "/api/v2"
 
@@ -49,7 +55,7 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
     def listing(resource: str) -> Callable[[Request], Awaitable[Response]]:
         async def list_endpoint(request: Request) -> Response:
             params = request.query_params
-            page = parse_page(params.get("page"), params.get("per_page"))
+            page = parse_page(params.get("page"), params.get("per_page"), _max_per_page(backend))
             rows = backend.search(resource, params.get("search"), params.get("sort"), page)
             body = [select_fields(row, params.get("fields")) for row in rows]
             headers = _paging_headers(request, backend, resource, page.number, page.size)
@@ -110,7 +116,7 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
         originated_type = params.get("originated_type")
         if not originated_type:
             raise WhiplashApiError(400, "originated_type is missing")
-        page = parse_page(params.get("page"), params.get("per_page"))
+        page = parse_page(params.get("page"), params.get("per_page"), _max_per_page(backend))
         rows = backend.originators(originated_type, params.get("search"), params.get("sort"), page)
         return JSONResponse(rows)
 
@@ -132,6 +138,11 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
         return backend.test_subscription(id)
 
     return router
+
+
+def _max_per_page(backend: WhiplashBackend) -> int:
+    """The silent `per_page` cap: 250 lenient, 50 strict (see `strict.py`)."""
+    return STRICT_MAX_PER_PAGE if backend.strict else MAX_PER_PAGE
 
 
 def _token_endpoint(backend: WhiplashBackend) -> Callable[[Request], Awaitable[Response]]:
@@ -193,9 +204,13 @@ async def _json_object(request: Request, *, allow_empty: bool = False) -> dict[s
 def _paging_headers(
     request: Request, backend: WhiplashBackend, resource: str, page: int, per_page: int
 ) -> dict[str, str]:
-    """`page_total` -> `Total`; `page_links` -> `Link` (header names unconfirmed by Whiplash)."""
+    """`page_total` -> `Total`; `page_links` -> `Link` (header names unconfirmed by Whiplash).
+
+    Lenient: every list also says its page size in `Per-Page`. Strict: no page-size header at
+    all (Whiplash promises none), so a capped page looks like any other page.
+    """
     params = request.query_params
-    headers: dict[str, str] = {"Per-Page": str(per_page)}
+    headers: dict[str, str] = {} if backend.strict else {"Per-Page": str(per_page)}
     wants_total = params.get("page_total", "").lower() == "true"
     wants_links = params.get("page_links", "").lower() == "true"
     if not (wants_total or wants_links):

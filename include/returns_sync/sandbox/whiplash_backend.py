@@ -18,7 +18,7 @@ from typing import Any
 
 from include.returns_sync.sandbox.common import SandboxClock, WebhookDelivery, WebhookDispatcher
 from include.returns_sync.sandbox.corruption import Corruptions, Mutator
-from include.returns_sync.sandbox.whiplash_notify import Notifier
+from include.returns_sync.sandbox.whiplash_notify import Notifier, as_shipnotice
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.sandbox.whiplash_records import (
     CONSUMER_RETURN_FIELDS,
@@ -85,12 +85,18 @@ class WhiplashBackend:
         revoke_access_on_refresh: bool = True,
         webhook_timeout: float = 2.0,
         strict: bool = False,
+        api_key: str = "sandbox-api-key",
     ) -> None:
         self.clock = clock or SandboxClock()
         #: The harsher reading of what Whiplash's docs leave open (see `strict.py`).
         self.strict = strict
+        #: Test knob (any mode): search predicates the list and count endpoints drop as unknown,
+        #: e.g. {"id_gt", "updated_at_gt"}; Whiplash may ignore a predicate it does not support.
+        self.ignored_predicates: set[str] = set()
         self.client_id = client_id
         self.client_secret = client_secret
+        #: The account's API key: strict signs `version: 1` webhooks with it (whiplash_notify).
+        self.api_key = api_key
         self.tokens = TokenIssuer(
             self.clock,
             client_id,
@@ -115,15 +121,17 @@ class WhiplashBackend:
         self._originators: dict[int, Originator] = {}
         self._creates: Counter[str] = Counter()
         self.notifier = Notifier(
-            self._now, self.next_id, client_secret, WebhookDispatcher(timeout=webhook_timeout)
+            self._now,
+            self.next_id,
+            client_secret,
+            WebhookDispatcher(timeout=webhook_timeout),
+            api_key=api_key,
+            strict=lambda: self.strict,
         )
         self.webhooks = self.notifier.dispatcher
         self._factory = ReturnFactory(self)
         #: Opt-in bad payloads per consumer return id, applied to API answers only.
         self.corruptions = Corruptions()
-        #: Search predicates (`id_gt`, `reference_in`, ...) dropped before filtering, as an
-        #: account that does not support them would (a test knob, not part of `strict`).
-        self.ignored_predicates: set[str] = set()
         self._resources = {
             "items": _Resource(lambda: list(self._items.values()), ITEM_FIELDS, render_item),
             "orders": _Resource(lambda: list(self._orders.values()), ORDER_FIELDS, render_order),
@@ -155,6 +163,7 @@ class WhiplashBackend:
             item = Item(self.next_id("item"), sku, title or sku, ruby_decimal(price), now, now)
             self._items[item.id] = item
             self._sku_index[sku] = item
+            self.notifier.publish("item.created", partial(render_item, item))
             return render_item(item)
 
     def add_order(
@@ -182,6 +191,7 @@ class WhiplashBackend:
             order = Order(order_id, order_orig, warehouse_id, originator, lines, now, now)
             self._orders[order_id] = order
             self._order_index[str(original_id)] = order
+            self.notifier.publish("order.created", partial(render_order, order))
             return render_order(order)
 
     def corrupt(self, consumer_return_id: int, mutate: Mutator) -> None:
@@ -266,7 +276,9 @@ class WhiplashBackend:
             matched = [
                 r
                 for r in records
-                if parse_search(search, ORIGINATOR_FIELDS).matches(r, ORIGINATOR_FIELDS)
+                if parse_search(search, ORIGINATOR_FIELDS, self.ignored_predicates).matches(
+                    r, ORIGINATOR_FIELDS
+                )
             ]
             ordered = sort_records(matched, sort, ORIGINATOR_FIELDS)
             return [render_originator(record) for record in page.slice(ordered)]
@@ -457,6 +469,11 @@ class WhiplashBackend:
             record.updated_at = now
         if changed:
             self._notify(record, "consumer_return.status_changed")
+            if self.strict:  # a ConsumerReturn is a Shipnotice: the parent's event fires too
+                self.notifier.publish(
+                    "shipnotice.status_changed",
+                    lambda: as_shipnotice(render_consumer_return(record)),
+                )
             if status == 300:
                 self._notify(record, "consumer_return.completed")
             if status == 25:

@@ -10,6 +10,30 @@ Decisions: the webhook `notification_type` string is "webhook" (undocumented; "e
 "slack" are accepted and never delivered); `version` defaults to 2 and both versions get the V2
 payload; one delivery attempt per event (the real service retries up to 10 times); deleting a
 subscription discards it (`discarded_at`), it then answers 404.
+
+Events published: `consumer_return.*` (by the backend), `item.created` (`add_item`),
+`order.created` (`add_order`) and, in strict mode, `shipnotice.status_changed` beside each
+`consumer_return.status_changed` (a ConsumerReturn is a Shipnotice, so the parent's event may
+fire too), with the return rendered as a Shipnotice entity under the `shipnotice` key.
+
+Lenient (the reading our pipeline was written from): an event goes only to the subscriptions
+of that event, and every delivery is signed with the OAuth client secret (the V2 docs and
+Whiplash's own app gem).
+
+Strict (the harsher reading of what the docs leave open, see `strict.py`):
+
+- **Events we do not handle arrive.** Webhooks can also be set up in Whiplash Preferences,
+  where an endpoint is ticked for many events at once, and nothing stops an admin from adding
+  events to ours. So every event the account publishes (`order.created`, `item.created`,
+  `shipnotice.status_changed`, `consumer_return.created`, ...) goes to every endpoint that has
+  an active webhook subscription, once per endpoint, whatever event it subscribed to. A
+  receiver must answer them 2xx: failures count toward deactivation (100 in a row).
+- **The docs disagree on the signing key.** The V2 docs and the gem say the client secret; the
+  newer help-center article says the account's API key (`WhiplashBackend.api_key`). Strict signs
+  `version: 1` subscriptions (the V1-era, UI-made kind, whose API authenticated with the API
+  key) with the API key and `version: 2` ones with the client secret, whatever secret the
+  receiver was configured with: a receiver that checks only its configured `webhook_secret`
+  rejects one kind or the other, one that accepts either secret takes both.
 """
 
 from __future__ import annotations
@@ -33,9 +57,18 @@ EVENT_CATALOG = (
     ("consumer_return.deleted", "Sent when a consumer return is deleted"),
     ("consumer_return.unexpected", "Sent when an unexpected consumer return arrives"),
     ("item.created", "Sent when an item is created"),
+    ("order.created", "Sent when an order is created"),
     ("order.shipped", "Sent when an order ships"),
+    ("shipnotice.status_changed", "Sent when a shipnotice changes status"),
 )
 NOTIFICATION_TYPES = ("webhook", "email", "slack")
+#: What a consumer return has and the Shipnotice entity (`ApiV2EntitiesShipnotice`) does not.
+RETURN_ONLY_KEYS = frozenset({"exchange_order", "exchange_order_id", "order", "return_items"})
+
+
+def as_shipnotice(consumer_return: dict[str, Any]) -> dict[str, Any]:
+    """A rendered consumer return seen as its parent Shipnotice (for `shipnotice.*` events)."""
+    return {k: v for k, v in consumer_return.items() if k not in RETURN_ONLY_KEYS}
 
 
 class Notifier:
@@ -47,10 +80,15 @@ class Notifier:
         next_id: Callable[[str], int],
         signing_secret: str,
         dispatcher: WebhookDispatcher,
+        *,
+        api_key: str | None = None,
+        strict: Callable[[], bool] = lambda: False,
     ) -> None:
         self._now = now
         self._next_id = next_id
         self._secret = signing_secret
+        self._api_key = api_key
+        self._strict = strict
         self.dispatcher = dispatcher
         created = now()
         self.events = {
@@ -113,13 +151,32 @@ class Notifier:
         ]
 
     def publish(self, event_name: str, resource: Callable[[], dict[str, Any]]) -> None:
-        """Queue `event_name` for its subscribers; `resource` is rendered only if one exists."""
+        """Queue `event_name` for its subscribers; `resource` is rendered only if one exists.
+
+        Strict: also for every other endpoint with an active webhook subscription (once each).
+        """
         subscribers = self.subscribers(event_name)
+        if self._strict():
+            endpoints = {subscription.endpoint for subscription in subscribers}
+            for subscription in self.live_subscriptions():
+                if (
+                    subscription.active
+                    and subscription.notification_type == "webhook"
+                    and subscription.endpoint not in endpoints
+                ):
+                    endpoints.add(subscription.endpoint)
+                    subscribers.append(subscription)
         if not subscribers:
             return
         payload = {"event_name": event_name, event_name.split(".", 1)[0]: resource()}
         for subscription in subscribers:
             self._send(subscription, payload)
+
+    def signing_key(self, subscription: NotificationSubscription) -> str:
+        """Client secret; strict: the API key for `version: 1` subscriptions (docstring)."""
+        if self._strict() and subscription.version == 1 and self._api_key:
+            return self._api_key
+        return self._secret
 
     # ------------------------------------------------------------------ internals
 
@@ -130,7 +187,7 @@ class Notifier:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Whiplash-Webhooks (sandbox)",
-            "X-WHIPLASH-SIGNATURE": sign_whiplash(self._secret, body),
+            "X-WHIPLASH-SIGNATURE": sign_whiplash(self.signing_key(subscription), body),
         }
         self.dispatcher.submit(subscription.endpoint, body, headers, str(payload["event_name"]))
 

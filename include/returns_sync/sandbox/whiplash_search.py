@@ -5,7 +5,8 @@ Whiplash's V2 list endpoints take `search` as a JSON object of Ransack predicate
 and `page` / `per_page`, and answer with a bare JSON array. This module reproduces the parts we
 rely on, including the quirks that bite a client:
 
-- unknown attributes or predicates are ignored, so a misspelt filter silently filters nothing;
+- unknown attributes or predicates are ignored, so a misspelt filter silently filters nothing
+  (`WhiplashBackend.ignored_predicates` makes known ones ignored too, for tests and `doctor`);
 - blank values (`""`, `null`, `[]`) are ignored too, so `{"reference_in": []}` lists everything;
 - a naive date-time value (`"2025-07-09 00:00:00"`) is read in the account's zone
   (America/New_York, the zone timestamps are rendered in), so send an explicit offset or `Z`;
@@ -18,7 +19,7 @@ associations are written with underscores (`originator_original_id`, `return_ite
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -28,6 +29,7 @@ from zoneinfo import ZoneInfo
 ACCOUNT_ZONE = ZoneInfo("America/New_York")
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 250
+STRICT_MAX_PER_PAGE = 50
 
 # Longest first, so `_not_eq` is not read as `_eq` and `_not_in` not as `_in`.
 PREDICATES = ("_not_eq", "_not_in", "_start", "_gteq", "_lteq", "_cont", "_eq", "_in", "_gt", "_lt")
@@ -88,12 +90,12 @@ class Search:
         return any(results) if self.combinator == "or" else all(results)
 
 
-def parse_search(raw: str | None, fields: Fields, ignored: Iterable[str] = ()) -> Search:
+def parse_search(raw: str | None, fields: Fields, ignored: Collection[str] = frozenset()) -> Search:
     """Read the `search` query parameter; ignore what Ransack would ignore, reject bad JSON.
 
-    `ignored` names predicates (`id_gt`) to drop as if the account did not support them.
+    `ignored` names predicates (`"id_gt"`, `"updated_at_gteq"`, ...) to drop as if Ransack did
+    not know them: the test knob `WhiplashBackend.ignored_predicates`.
     """
-    ignored = frozenset(ignored)
     if raw is None or raw.strip() == "":
         return Search()
     try:
@@ -139,10 +141,17 @@ class Page:
         return list(records[start : start + self.size])
 
 
-def parse_page(raw_page: str | None, raw_per_page: str | None) -> Page:
-    """`page` counts from 1; `per_page` defaults to 50 and is capped at 250 (our decision)."""
+def parse_page(
+    raw_page: str | None, raw_per_page: str | None, max_per_page: int = MAX_PER_PAGE
+) -> Page:
+    """`page` counts from 1; `per_page` defaults to 50 and is capped silently at `max_per_page`.
+
+    Whiplash documents neither the default nor the maximum: 250 is our lenient reading; the
+    strict reading caps at 50 (`STRICT_MAX_PER_PAGE`, the page size Whiplash's own client asks
+    for), so a client that trusts `per_page` stops after the first page.
+    """
     number = _positive_int("page", raw_page, default=1)
-    size = min(_positive_int("per_page", raw_per_page, default=DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    size = min(_positive_int("per_page", raw_per_page, default=DEFAULT_PER_PAGE), max_per_page)
     return Page(number, size)
 
 

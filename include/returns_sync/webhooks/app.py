@@ -174,7 +174,10 @@ def create_app(
 
     @app.post("/webhooks/whiplash")
     async def whiplash_webhook(request: Request) -> JSONResponse:
-        """A Whiplash `consumer_return.*` webhook (`X-WHIPLASH-SIGNATURE`: hex HMAC-SHA256)."""
+        """A Whiplash webhook (`X-WHIPLASH-SIGNATURE`: hex HMAC-SHA256 with the webhook secret
+        or the client secret). `consumer_return.*` events are ours; any other well-signed,
+        well-named event is answered 200 `ignored` (a 4xx counts toward Whiplash disabling
+        the subscription) and recorded in the inbox as done with its reason."""
         return await deliver(WHIPLASH, request)
 
     return app

@@ -12,6 +12,11 @@ only those are kept in the inbox: the vendors' payloads may carry customer data 
   start reconciliation; `created`, `deleted` and `unexpected` are accepted and need no work.
   One documented example has no `event_name`; such a delivery is treated as a change of the
   consumer return (reconciliation decides from the return's status).
+* Any other well-formed Whiplash event name (`order.shipped`, `item.created`,
+  `shipnotice.status_changed`, one Whiplash adds later) is an event we do not handle: accepted
+  (never a 4xx, which counts toward Whiplash disabling the subscription), its resource left
+  unvalidated, and recorded in the inbox as done with the reason "not an event we handle", so
+  nothing is silently dropped. Only the event name, the resource type and its id are kept.
 
 Duplicate deliveries are recognised by (topic, trigger, resource id, status, timestamp); the
 timestamp is normalised to UTC so the same instant written two ways is still one event.
@@ -19,7 +24,9 @@ timestamp is normalised to UTC so the same instant written two ways is still one
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +47,8 @@ WHIPLASH_EVENTS = WHIPLASH_WORK_EVENTS | {
     "consumer_return.deleted",
     "consumer_return.unexpected",
 }
+#: A Whiplash event name: `resource.verb` (`order.dropship.packed` has three parts).
+_EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}(\.[a-z0-9_]{1,40}){1,3}")
 _ID_DIGITS = 20
 _STATUS_CHARS = frozenset(string.ascii_letters + string.digits + "_-/. ")
 _MAX_STATUS = 40
@@ -59,7 +68,8 @@ class WebhookEvent:
 
     source: str  # "loop" | "whiplash"
     topic: str  # the inbox topic: Loop trigger or Whiplash event name
-    resource_id: str  # Loop return id | Whiplash consumer return id
+    #: Loop return id | Whiplash consumer return id; None for an event we do not handle.
+    resource_id: str | None
     dedup_key: str
     #: Why this event starts no work (None: it starts RMA creation / reconciliation).
     no_work_reason: str | None
@@ -124,11 +134,8 @@ def _event_name(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > 80:
         raise ValueError("must be a Whiplash event name")
-    if value not in WHIPLASH_EVENTS:
-        shown = "".join(ch for ch in value if ch in _STATUS_CHARS)[:60]
-        raise ValueError(
-            f"event {shown!r} is not one we handle (expected one of {sorted(WHIPLASH_EVENTS)})"
-        )
+    if value not in WHIPLASH_EVENTS:  # unhandled well-formed names never get here
+        raise ValueError("must be a Whiplash event name such as 'consumer_return.completed'")
     return value
 
 
@@ -250,8 +257,15 @@ def parse_loop(body: bytes) -> WebhookEvent:
 
 
 def parse_whiplash(body: bytes) -> WebhookEvent:
-    """A Whiplash `consumer_return.*` delivery, or PayloadError naming what is wrong."""
+    """A Whiplash delivery, or PayloadError naming what is wrong.
+
+    `consumer_return.*` events we handle are validated; any other well-formed event name is
+    an event we do not handle (`_unhandled_whiplash`).
+    """
     document = decode_json_object(body)
+    name = document.get("event_name")
+    if isinstance(name, str) and name not in WHIPLASH_EVENTS and _EVENT_NAME.fullmatch(name):
+        return _unhandled_whiplash(name, document, body)
     try:
         event = WhiplashReturnPayload.model_validate(document)
     except ValidationError as exc:
@@ -281,6 +295,34 @@ def parse_whiplash(body: bytes) -> WebhookEvent:
     )
 
 
+def _unhandled_whiplash(name: str, document: dict[str, Any], body: bytes) -> WebhookEvent:
+    """A well-formed event we do not handle: kept (event, resource type, id) and closed.
+
+    Its resource is not validated (it is not ours to read); the dedup key carries the body's
+    digest, so a redelivery of the same bytes is a duplicate and distinct events are not.
+    """
+    resource_type = name.split(".", 1)[0]
+    resource = document.get(resource_type)
+    raw_id = resource.get("id") if isinstance(resource, dict) else None
+    try:
+        resource_id: str | None = _digits_id(raw_id) if raw_id is not None else None
+    except ValueError:
+        resource_id = None
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return WebhookEvent(
+        source=WHIPLASH,
+        topic=name,
+        resource_id=None,  # not a consumer return: never a unit of work
+        dedup_key="|".join((resource_type, name, resource_id or "-", digest)),
+        no_work_reason=f"{name} is not an event we handle",
+        stored={
+            "event_name": name,
+            "resource_type": resource_type,
+            "id": int(resource_id) if resource_id is not None else None,
+        },
+    )
+
+
 def needs_work(source: str, topic: str, stored: dict[str, Any]) -> str | None:
     """For an event read back from the inbox: why it needs no work, or None when it does."""
     if source == LOOP:
@@ -290,4 +332,6 @@ def needs_work(source: str, topic: str, stored: dict[str, Any]) -> str | None:
         return f"label status {status!r} does not start RMA creation"
     if topic in WHIPLASH_WORK_EVENTS or topic == "consumer_return":
         return None
+    if topic not in WHIPLASH_EVENTS:
+        return f"{topic} is not an event we handle"
     return f"{topic} starts no reconciliation"

@@ -3,11 +3,16 @@
 | vendor | connection | secret |
 | --- | --- | --- |
 | Loop | `loop_default` | extra `webhook_secret` (Loop Admin > Developer Tools); required |
-| Whiplash | `whiplash_default` | extra `webhook_secret` if set, else the password (the OAuth client secret, which signs V2 app webhooks) |
+| Whiplash | `whiplash_default` | extra `webhook_secret` (if set) **and** the password (the OAuth client secret) |
 
 `webhook_secret` may be one string or a list of strings (during a rotation, or when Loop shows
-a different secret per subscription); a signature made with any of them is accepted. Whiplash
-signs an empty body with the client id (the login), so that is kept too.
+a different secret per subscription); a signature made with any of them is accepted. Whiplash's
+docs disagree on its key (whiplash-api.md section 8.1): the V2 docs and Whiplash's own app gem
+sign with the OAuth client secret, the newer help-center article with the account's API key.
+So a Whiplash signature is accepted when made with any configured `webhook_secret` or with the
+client secret, all compared in constant time; configuring the API key as `webhook_secret`
+never makes client-secret-signed deliveries fail. Whiplash signs an empty body with the client
+id (the login), so that is kept too.
 
 Secrets are cached per process for `ttl` seconds, so a request does not read the connection
 each time; a signature that does not match triggers one early re-read (at most every
@@ -114,8 +119,8 @@ class ConnectionSecrets:
             ) from None
         secrets = _secret_list(connection.extra_dejson, conn_id)
         if source == WHIPLASH:
-            if not secrets and connection.password:
-                secrets = (str(connection.password),)
+            if connection.password and str(connection.password) not in secrets:
+                secrets = (*secrets, str(connection.password))
             if not secrets:
                 raise SecretsUnavailable(
                     f"connection {conn_id!r} has neither a {SECRET_EXTRA!r} extra nor a client "

@@ -5,7 +5,9 @@ Loop sends `X-Loop-Signature: base64(HMAC-SHA256(secret, body))`; Whiplash sends
 id instead (the Whiplash app gem's `signing.rb`). Both are checked on the bytes exactly as they
 arrived: Loop escapes slashes in its JSON, so a receiver that parses and re-serialises the body
 first computes a different digest. Several secrets may be configured (rotation, or Loop's
-per-subscription secrets); the check passes when any of them produced the signature.
+per-subscription secrets, or Whiplash's webhook secret beside its client secret, since its docs
+disagree on which one signs); the check passes when any of them produced the signature, and
+every secret is tried, so the time taken says nothing about which one matched.
 """
 
 from __future__ import annotations
