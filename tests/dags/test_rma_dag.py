@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -314,3 +316,34 @@ def test_the_announcing_webhook_gives_the_label_when_the_list_does_not_show_the_
     assert ineligibility(loop_return) is None
     if sandbox.strict:  # Details carried no label: the webhook's status was taken
         assert loop_return.label_status == "in_transit"
+
+
+def test_a_single_label_webhook_creates_the_rma_of_a_return_the_poll_does_not_list(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    """One webhook event: its return is read by id (Return Details), not prefetched."""
+    from include.returns_sync import runtime
+    from include.returns_sync.webhooks.payloads import parse_loop
+
+    sandbox = pipeline_env
+    sandbox.seed_day(n=10)
+    assert run_dag(DAG_ID)["state"] == "success"  # the poll's watermark is now
+    [rid] = sandbox.seed_missed(n=1, age=timedelta(hours=3))  # outside the next poll window
+    label = sandbox.loop.get(rid)
+    event = parse_loop(
+        json.dumps(
+            {
+                "topic": "label",
+                "trigger": "label.created",
+                "id": rid,
+                "label_status": label["label_status"],
+                "label_updated_at": label["label_updated_at"],
+            }
+        ).encode()
+    )
+    runtime.state_store().inbox_put("loop", event.dedup_key, event.topic, rid, event.stored)
+    summary = run_dag(DAG_ID)
+    assert summary["state"] == "success"
+    assert summary["loop_return_ids"]["created"] == [rid]
+    [cr] = [c for c in sandbox.whiplash.consumer_returns() if c["reference"] == rid]
+    assert cr["tracking"] == label["tracking_number"]
