@@ -3,8 +3,12 @@
 Loop's Return Details may carry no `label_status`, `carrier`, `tracking_number` or `label_url`
 (PRODUCT.md sections 3 and 6). The label then comes from the detailed list, the webhook that
 announced the return, or our own records; when none knows it, the return is recorded as
-`LABEL_UNKNOWN` and retried. A small in-memory Loop list and Whiplash stand in for the HTTP
-clients; the state store is the real one on a SQLite file.
+`LABEL_UNKNOWN` and retried. And a refusal of our credentials (401/403) is never a per-return
+problem: it fails the run, nothing is recorded unmappable (PRODUCT.md section 6).
+
+A small in-memory Loop list and Whiplash stand in for the HTTP clients (this tests the domain's
+decisions); the state store is the real one on a SQLite file. The sandbox-backed DAG tests
+cover the flow over HTTP.
 """
 
 from __future__ import annotations
