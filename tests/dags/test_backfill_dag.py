@@ -92,3 +92,18 @@ def test_dry_run_creates_nothing(pipeline_env: Any, run_dag: Any) -> None:
 def test_an_invalid_form_fails_at_once(pipeline_env: Any, run_dag: Any) -> None:
     summary = run_dag(DAG_ID, {"start": "2026-10-31", "end": "2026-10-01"})
     assert summary["state"] == "failed"
+
+
+def test_a_backfill_of_explicit_return_ids_creates_their_rmas_with_the_label(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    """Explicit ids are read from Return Details, which may carry no label (strict)."""
+    sandbox = pipeline_env
+    truth = sandbox.seed_day(n=15)
+    chosen = truth.rma_ids()[:3]
+    summary = run_dag(DAG_ID, {"return_ids": chosen})
+    assert summary["state"] == "success"
+    assert sorted(summary["loop_return_ids"]["created"]) == sorted(chosen)
+    for cr in sandbox.whiplash.consumer_returns():
+        loop = sandbox.loop.get(str(cr["reference"]))
+        assert (cr["carrier"], cr["tracking"]) == (loop["carrier"], loop["tracking_number"])

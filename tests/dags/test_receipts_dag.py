@@ -202,3 +202,38 @@ def test_dispositions_when_switched_on_go_once_per_return_after_its_action(
     again = run_dag(DAG_ID)
     assert again["dispositions"] == {}
     assert _loop_actions(sandbox) == per_return
+
+
+def test_refused_loop_credentials_on_an_action_fail_the_run_then_it_finishes_once_fixed(
+    pipeline_env: Any, run_dag: Any, monkeypatch: Any
+) -> None:
+    """A 403 on Process/Flag is a deployment problem: the run fails, nothing is given up."""
+    from include.returns_sync.sandbox.loop_records import LoopError
+
+    sandbox = pipeline_env
+    _sync_and_receive(sandbox, run_dag, 20, {"exact": 0.5, "damaged": 0.5})
+    forbidden = {"error": {"code": "403", "http_code": "GEN-FORBIDDEN", "message": "Forbidden."}}
+
+    def refuse(*_: Any) -> Any:
+        raise LoopError(403, forbidden)
+
+    with monkeypatch.context() as refusing:
+        refusing.setattr(sandbox.loop, "act", refuse)
+        refusing.setattr(sandbox.loop, "add_note", refuse)
+        assert run_dag(DAG_ID)["state"] == "failed"
+        assert not _loop_actions(sandbox)
+    # the operator fixes the key's permissions
+    again = run_dag(DAG_ID)
+    assert again["state"] == "success"
+    actions = _loop_actions(sandbox)
+    assert actions and set(actions.values()) == {1}
+
+
+def test_a_revoked_loop_key_fails_the_receipts_run(pipeline_env: Any, run_dag: Any) -> None:
+    """Reading the Loop return (Return Details) with a revoked key fails the run loudly."""
+    sandbox = pipeline_env
+    _sync_and_receive(sandbox, run_dag, 10, {"exact": 1.0})
+    sandbox.loop.api_key = "revoked-key"
+    summary = run_dag(DAG_ID)
+    assert summary["state"] == "failed"
+    assert not _loop_actions(sandbox)

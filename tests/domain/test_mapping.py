@@ -152,3 +152,25 @@ def test_sku_normalisation_ignores_case_width_and_spaces() -> None:
 )
 def test_eligibility(state: str, label: str | None, expected: Ineligible | None) -> None:
     assert ineligibility(loop_return(state=state, label_status=label)) == expected
+
+
+@pytest.mark.parametrize("line_outcome", ["default", "DEFAULT", None, ""])
+def test_a_line_item_outcome_default_follows_the_returns_outcome(line_outcome: object) -> None:
+    """Loop's list example shows line items with `outcome: "default"`: the return's outcome."""
+    lines = [
+        {"line_item_id": 1, "sku": "SKU-1", "outcome": line_outcome},
+        {"line_item_id": 3, "sku": "SKU-2", "outcome": "default"},
+    ]
+    payload = build_consumer_return(loop_return(outcome="exchange", line_items=lines), LOOKUPS)
+    actions = {i["item_id"]: i["return_action"] for i in payload["shipnotice_items_attributes"]}
+    assert actions == {11: "exchange", 12: "exchange"}
+
+
+def test_a_line_items_own_outcome_wins_over_the_returns() -> None:
+    lines = [
+        {"line_item_id": 1, "sku": "SKU-1", "outcome": "default"},
+        {"line_item_id": 3, "sku": "SKU-2", "outcome": "store_credit"},
+    ]
+    payload = build_consumer_return(loop_return(outcome="refund", line_items=lines), LOOKUPS)
+    actions = {i["item_id"]: i["return_action"] for i in payload["shipnotice_items_attributes"]}
+    assert actions == {11: "refund", 12: "credit"}

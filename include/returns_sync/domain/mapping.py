@@ -8,12 +8,12 @@ The mapping, field by field (PRODUCT.md 2.1, section 3 "RMA fields"):
 | `originator_attributes.group_id` | the Loop order id |
 | `order_id` | the Whiplash order whose originator is the Shopify order id (`provider_order_id`), else the one whose `order_orig` is the Shopify order name |
 | `warehouse_id` | configuration, else the order's `return_warehouse_id`, else its `warehouse_id` |
-| `tracking`, `carrier`, `shipping_label_url` | the Loop label |
+| `tracking`, `carrier`, `shipping_label_url` | the Loop label (filled in by `domain.labels` when Return Details carried none) |
 | `requires_label` | `false`: Loop supplies the label |
 | `shipnotice_items_attributes[]` | one entry per Whiplash item: Loop line items (one per unit) grouped by normalised SKU |
 | item `item_id` | the Whiplash item whose SKU matches (case/whitespace-insensitive, merchant aliases applied) |
 | item `quantity` | the number of Loop line items (units) with that SKU |
-| item `return_action` | the Loop outcome: refund -> `refund`, exchange -> `exchange`, store credit / gift card -> `credit`, anything else -> `no_action_required` |
+| item `return_action` | the Loop outcome: refund -> `refund`, exchange -> `exchange`, store credit / gift card -> `credit`, anything else -> `no_action_required`; a line item outcome `"default"` (or none) is the return's `outcome` |
 | item `description` | the return reason(s), distinct, `; `-joined |
 | item `originator_attributes.original_id` | the first Loop line item id; all of them comma-joined in `misc` |
 
@@ -47,6 +47,9 @@ class UnmappableReason(StrEnum):
     WHIPLASH_REJECTED = "WHIPLASH_REJECTED"
     AMBIGUOUS_CREATE = "AMBIGUOUS_CREATE"
     VENDOR_ERROR = "VENDOR_ERROR"
+    #: Not a mapping problem: the label is unknown (Return Details carried none and neither the
+    #: list, the webhook nor our records knew it). Recorded so that later runs retry it.
+    LABEL_UNKNOWN = "LABEL_UNKNOWN"
 
 
 class Unmappable(Exception):
@@ -161,7 +164,7 @@ def build_consumer_return(
             {
                 "item_id": lookups.items_by_sku[sku].id,
                 "quantity": len(lines),
-                "return_action": return_action(lines[0].outcome or loop_return.outcome),
+                "return_action": return_action(loop_return.line_outcome(lines[0])),
                 "description": _description(lines),
                 **({"originator_attributes": originator} if originator else {}),
             }

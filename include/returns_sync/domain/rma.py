@@ -15,7 +15,11 @@ Exactly once, without an idempotency key from the vendor (STYLE.md, "Stripe idem
 4. *Record* the Whiplash id under the claim.
 
 A return that cannot be mapped is recorded with a reason code and retried on later runs; the
-other returns still sync.
+other returns still sync. So is a return whose label is unknown (`LABEL_UNKNOWN`: its record
+carried no label fields and `domain.labels` found none): undecided, never "not shipped".
+
+A refusal of our credentials (HTTP 401/403, from any call) is never a per-return problem: it
+propagates and fails the task, whose message names the connection (PRODUCT.md section 6).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from include.returns_sync.domain.eligibility import ineligibility
+from include.returns_sync.domain.eligibility import Ineligible, ineligibility
 from include.returns_sync.domain.mapping import (
     Lookups,
     Unmappable,
@@ -211,8 +215,12 @@ def sync_returns(
     """Create (or adopt) the RMA of every eligible return in `returns`; report each one.
 
     `vendor_error` is the client layer's base exception: a vendor failure on one return's create
-    is recorded against that return instead of failing the run. Failures of the batched look-ups
-    propagate (the task retries), because without them nothing can be decided safely.
+    is recorded against that return instead of failing the run, unless it refuses our
+    credentials (401/403): that propagates. Failures of the batched look-ups propagate (the task
+    retries), because without them nothing can be decided safely.
+
+    An open return whose record carries no label fields (fill them first: `domain.labels`) is
+    recorded as unmappable `LABEL_UNKNOWN`, so that later runs retry it.
     """
     report = RmaReport()
     unique: dict[str, LoopReturn] = {}
@@ -221,6 +229,7 @@ def sync_returns(
             unique[loop_return.id] = loop_return  # the last copy wins: lists can overlap
     records = store.get_sync_records(list(unique))
     todo: list[LoopReturn] = []
+    unknown: list[LoopReturn] = []
     for loop_id, loop_return in unique.items():
         reason = ineligibility(loop_return)
         record = records.get(loop_id)
@@ -232,10 +241,13 @@ def sync_returns(
                     whiplash_return_id=getattr(record, "whiplash_return_id", None),
                 )
             )
+        elif reason is Ineligible.LABEL_UNKNOWN:
+            unknown.append(loop_return)
         elif reason is not None:
             report.add(_result(loop_return, INELIGIBLE, reason_code=str(reason)))
         else:
             todo.append(loop_return)
+    _record_label_unknown(unknown, store, settings, source, report)
     if not todo:
         return report
 
@@ -289,6 +301,45 @@ def sync_returns(
         _release_unfinished(store, claimed, report, token)
         raise
     return report
+
+
+def _record_label_unknown(
+    returns: Sequence[LoopReturn],
+    store: RmaStore,
+    settings: RmaSettings,
+    source: str,
+    report: RmaReport,
+) -> None:
+    """Returns whose label nobody knows: recorded (retried by later runs) and reported."""
+    reason = UnmappableReason.LABEL_UNKNOWN
+    detail = (
+        "Loop's record carries no label fields and neither the detailed list, the webhook nor "
+        "our records know the label; retried on later runs"
+    )
+    token = uuid.uuid4().hex
+    for loop_return in returns:
+        loop_id = loop_return.id or ""
+        if not settings.dry_run:
+            claim = store.claim_for_creation(
+                loop_id, token=token, source=source, stale_after=settings.stale_claim_after
+            )
+            if not _claim_won(claim):
+                if getattr(claim, "whiplash_return_id", None):
+                    report.add(
+                        _result(
+                            loop_return, ALREADY_SYNCED, whiplash_return_id=claim.whiplash_return_id
+                        )
+                    )
+                else:
+                    report.add(_result(loop_return, BUSY, detail="another worker holds the claim"))
+                continue
+            store.record_unmappable(loop_id, str(reason), detail, token=token)
+        report.add(_result(loop_return, UNMAPPABLE, reason_code=str(reason), detail=detail))
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """A refusal of our credentials (401/403): a deployment problem, never a per-return one."""
+    return getattr(exc, "status", None) in (401, 403)
 
 
 def _adopt_or_create(
@@ -350,6 +401,8 @@ def _create_one(
         store.record_unmappable(loop_id, str(exc.reason), exc.detail, token=token)
         return _result(loop_return, UNMAPPABLE, reason_code=str(exc.reason), detail=exc.detail)
     except vendor_error as exc:
+        if is_auth_failure(exc):
+            raise  # the connection is wrong: fail the task now (its claim is released)
         return _after_failed_create(loop_return, exc, whiplash, store, token)
     store.record_created(loop_id, created.id, adopted=False, token=token)
     return _result(loop_return, CREATED, whiplash_return_id=created.id)
@@ -369,6 +422,8 @@ def _after_failed_create(
     try:
         found = whiplash.find_consumer_returns_by_loop_ids([loop_id]).get(loop_id)
     except Exception as lookup_exc:  # the look-up itself failed: decide nothing, retry later
+        if is_auth_failure(lookup_exc):
+            raise
         log.warning("look-up after a failed create of %s failed: %s", loop_id, lookup_exc)
         found = None
     if found is not None:
@@ -465,6 +520,7 @@ __all__ = [
     "RmaResult",
     "RmaSettings",
     "fetch_by_ids",
+    "is_auth_failure",
     "record_not_found",
     "sync_returns",
     "unreadable_record",

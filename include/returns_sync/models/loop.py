@@ -39,8 +39,21 @@ ELIGIBLE_LABEL_STATUSES = frozenset(
 )
 
 
+#: The label fields of a return. Loop's Return Details may carry none of them (its documented
+#: example has none; PRODUCT.md section 6), so "absent" must not be read as "no label".
+LABEL_FIELDS = frozenset(
+    {"label_status", "carrier", "tracking_number", "label_url", "label_updated_at"}
+)
+
+#: A line item `outcome` that means "the return's outcome" (Loop's list example shows it).
+DEFAULT_OUTCOME = "default"
+
+
 class LoopLineItem(VendorRecord):
-    """One returned unit. Loop has no quantity field: two units are two line items."""
+    """One returned unit. Loop has no quantity field: two units are two line items.
+
+    `outcome` may be `"default"` (or missing): the unit then follows the return's `outcome`.
+    """
 
     line_item_id: StrId
     sku: str | None = None
@@ -104,6 +117,26 @@ class LoopReturn(VendorRecord):
     @property
     def is_open(self) -> bool:
         return self.state == ReturnState.OPEN
+
+    @property
+    def label_known(self) -> bool:
+        """Whether this record says anything about the label at all.
+
+        False when it carries none of the label fields (Loop's Return Details may not): the
+        label is then *unknown* and must come from elsewhere (the detailed list, the webhook
+        that announced it, our records). True when any label field was present, even `null`:
+        such a record (the detailed list, a webhook) speaks for the label, and a missing status
+        there means no shipped label.
+        """
+        return bool(self.model_fields_set & LABEL_FIELDS)
+
+    def line_outcome(self, line: LoopLineItem) -> str | None:
+        """The outcome of one line item: its own, unless it says `"default"` or nothing, in
+        which case it is the return's outcome."""
+        own = (line.outcome or "").strip()
+        if not own or own.lower() == DEFAULT_OUTCOME:
+            return self.outcome
+        return own
 
 
 class LoopNote(VendorRecord):

@@ -19,6 +19,7 @@ from include.returns_sync.sandbox.corruption import HtmlErrorPage
 from include.returns_sync.sandbox.loop_backend import LoopBackend
 from include.returns_sync.sandbox.loop_listing import _list_query, _window
 from include.returns_sync.sandbox.loop_records import NOT_FOUND, LoopError
+from include.returns_sync.sandbox.loop_render import strict_view
 
 API_PREFIXES = ("/api/v1", "/api/2026-07")
 
@@ -47,6 +48,8 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
     def detailed_list(request: Request) -> Response:
         query = _list_query(request.query_params, backend.clock.now())
         returns, next_cursor, prev_cursor = backend.list_returns(query)
+        if backend.strict:  # line items say outcome "default"; the label fields stay
+            returns = [strict_view(view, details=False) for view in returns]
         if not query.paginate:
             return JSONResponse(returns)
         base = str(request.base_url).rstrip("/") + "/api/v1/warehouse/return/list?"
@@ -71,6 +74,8 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
         body = backend.details(request.query_params)
         if isinstance(body, HtmlErrorPage):
             return Response(body.body, status_code=body.status, media_type="text/html")
+        if backend.strict:  # no label fields (as Loop's example), line items outcome "default"
+            body = strict_view(body, details=True)
         return JSONResponse(body)
 
     @router.get("/warehouse/reporting/asn")

@@ -2,6 +2,10 @@
 
 Timestamps are `iso` (UTC, milliseconds, `Z`); ids are strings, except the quirk that
 `provider_order_id` is a string in the detailed list and an integer in Get Return Details.
+
+Strict mode (`strict.py`) reads Loop's documented examples harshly: `strict_view` drops the label
+fields from Return Details (Loop's Details example has none) and makes every line item say
+`outcome: "default"` (Loop's list example), the return-level `outcome` carrying the real one.
 """
 
 from __future__ import annotations
@@ -83,6 +87,41 @@ def _details_view(record: ReturnRecord) -> dict[str, Any]:
     view["provider_order_id"] = record.provider_order_id
     view["provider_order_number"] = _int_or_none(record.order_name.lstrip("#"))
     return view
+
+
+#: What Loop's documented Return Details example does not carry (the detailed list does).
+DETAILS_ABSENT_LABEL_FIELDS = (
+    "carrier",
+    "tracking_number",
+    "label_status",
+    "label_updated_at",
+    "label_url",
+)
+#: A line item outcome meaning "the return's outcome".
+DEFAULT_LINE_OUTCOME = "default"
+
+
+def strict_view(view: Any, *, details: bool) -> Any:
+    """A list or Details answer for one return as the strict reading serves it.
+
+    Applied to what leaves the API (after any corruption of the record): a value that is not
+    a return object is served unchanged.
+    """
+    if not isinstance(view, dict):
+        return view
+    served = {
+        key: value
+        for key, value in view.items()
+        if not (details and key in DETAILS_ABSENT_LABEL_FIELDS)
+    }
+    if isinstance(served.get("line_items"), list):
+        served["line_items"] = [
+            {**item, "outcome": DEFAULT_LINE_OUTCOME}
+            if isinstance(item, dict) and "outcome" in item
+            else item
+            for item in served["line_items"]
+        ]
+    return served
 
 
 def _asn_view(record: ReturnRecord, item: LineItem) -> dict[str, Any]:

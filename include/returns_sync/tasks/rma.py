@@ -152,8 +152,9 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     problems += [r for r in malformed if not r.loop_return_id.isdigit()]
     missing = [r for r in malformed if r.loop_return_id.isdigit()]
     if batch.get("ids"):
-        found, not_read = fetch_by_ids(runtime.loop_hook(), batch["ids"], vendor_error)
-        returns += found
+        loop = runtime.loop_hook()
+        found, not_read = fetch_by_ids(loop, batch["ids"], vendor_error)
+        returns += _with_labels(found, batch, store, loop)
         missing += not_read
     problems += record_not_found(store, missing, source=source, settings=settings)
     report = sync_returns(
@@ -166,6 +167,33 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     )
     report.results.extend(problems)
     return [r.to_row() for r in report.results]
+
+
+def _with_labels(returns: list[Any], batch: dict[str, Any], store: Any, loop: Any) -> list[Any]:
+    """Returns read by id, each with its label (Return Details may carry none): from the
+    detailed list, else the webhook event that announced it, else our records
+    (`domain.labels`)."""
+    from include.returns_sync.domain.eligibility import needs_label
+    from include.returns_sync.domain.labels import announced_label, fill_labels
+    from include.returns_sync.webhooks.drain import INBOX_KEY
+
+    wanted = [r.id for r in returns if needs_label(r)]
+    if not wanted:
+        return returns
+    announced: dict[str, Any] = {}
+    events = store.inbox_get(batch.get(INBOX_KEY) or []) if batch.get(INBOX_KEY) else {}
+    for event in sorted(events.values(), key=lambda e: e.id):  # the latest event wins
+        label = announced_label(event.payload) if event.resource_id in wanted else None
+        if label is not None:
+            announced[str(event.resource_id)] = label
+    recorded = {rid: rec.label_status for rid, rec in store.get_sync_records(wanted).items()}
+    return fill_labels(
+        returns,
+        loop=loop,
+        announced=announced,
+        recorded=recorded,
+        page_size=runtime.poll_settings().loop_page_size,
+    )
 
 
 def _as_record(raw: Any) -> dict[str, Any]:

@@ -132,7 +132,8 @@ def prefetch_loop_returns(
     """The claimed Loop returns Loop's detailed list shows (see the module docstring).
 
     Empty when a list call would not pay (fewer than two returns, no timestamp, a window over
-    `PREFETCH_MAX_WINDOW`) or fails: the returns are then read one by one, as before.
+    `PREFETCH_MAX_WINDOW`) or fails: the returns are then read one by one, as before. A refusal
+    of our credentials (401/403) is not swallowed: it fails the task.
     """
     if len(inbox.events) < 2 or inbox.since is None:
         return []
@@ -149,6 +150,8 @@ def prefetch_loop_returns(
             if str(r.id) in inbox.events
         ]
     except Exception as exc:  # VendorError and friends: reading by id still works
+        if getattr(exc, "status", None) in (401, 403):
+            raise  # refused credentials are a deployment problem: fail the task now
         log.warning("Listing the webhook returns failed (%s); reading them one by one", exc)
         return []
     log.info("Read %d of %d webhook returns with one list call", len(listed), len(inbox.events))
