@@ -11,10 +11,6 @@ from include.returns_sync.doctor.__main__ import main
 from include.returns_sync.doctor.checks import Status
 from include.returns_sync.sandbox import (
     Sandbox,
-    loop_backend,
-    loop_render,
-    whiplash_app,
-    whiplash_search,
 )
 from tests.doctor.conftest import (
     deployment_env,
@@ -222,38 +218,6 @@ def test_plain_strict_sandbox_shows_each_harsher_reading(
     assert per_page.details["cap"] == 50 and per_page.details["per_page_header"] is None
     scope = rows["whiplash.scope"]
     assert scope.status is Status.OK and scope.details["requested_scope"] == "app_manage"
-    assert not [row for row in rows.values() if row.status is Status.BLOCKING]
-
-
-def test_strict_readings_simulated_show_as_warnings(
-    monkeypatch: pytest.MonkeyPatch, any_sandbox: Sandbox, state_db: Path
-) -> None:
-    """The strict rows, with this tree's sandbox taught the harsher readings by hand: Details
-    without labels, outcome "default", per_page capped at 50 without a header. Holds in both
-    modes (after the merge strict mode does this by itself)."""
-    details_view, line_item_view = loop_backend._details_view, loop_render._line_item_view
-    monkeypatch.setattr(
-        loop_backend,
-        "_details_view",
-        lambda record: {k: v for k, v in details_view(record).items() if k not in LABEL_FIELDS},
-    )
-    monkeypatch.setattr(
-        loop_render, "_line_item_view", lambda item: {**line_item_view(item), "outcome": "default"}
-    )
-    monkeypatch.setattr(whiplash_search, "MAX_PER_PAGE", 50)
-    monkeypatch.setattr(whiplash_app, "_paging_headers", lambda *args: {})
-    deployment_env(monkeypatch, any_sandbox, state_db)
-
-    rows = run()
-
-    labels = rows["loop.details_labels"]
-    assert labels.status is Status.WARN
-    assert set(labels.details["missing_in_details"]) == set(LABEL_FIELDS[:4])
-    assert rows["loop.line_item_outcome"].status is Status.WARN
-    per_page = rows["whiplash.per_page"]
-    assert per_page.status is Status.WARN, per_page.observed
-    assert per_page.details["cap"] == 50 and per_page.details["per_page_header"] is None
-    assert all(rows[name].status is Status.OK for name in FILTERS)
     assert not [row for row in rows.values() if row.status is Status.BLOCKING]
 
 
