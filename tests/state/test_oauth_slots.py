@@ -24,7 +24,7 @@ def _write(store: StateStore, owner: str, version: int, refresh: str | None = "r
         expected_version=version,
         refresh_token=refresh,
         access_token="a1",
-        access_expires_at=store._now() + timedelta(hours=2),
+        access_renew_at=store._now() + timedelta(hours=2),
         origin="fp",
     )
 

@@ -35,7 +35,7 @@ class OAuthSlot:
     name: str
     refresh_token: str | None
     access_token: str | None
-    access_expires_at: datetime | None
+    access_renew_at: datetime | None
     origin: str | None
     version: int
     lease_owner: str | None
@@ -44,7 +44,7 @@ class OAuthSlot:
     def __repr__(self) -> str:
         return (
             f"OAuthSlot(name={self.name!r}, version={self.version}, "
-            f"access_expires_at={self.access_expires_at!r}, lease_owner={self.lease_owner!r})"
+            f"access_renew_at={self.access_renew_at!r}, lease_owner={self.lease_owner!r})"
         )
 
 
@@ -68,7 +68,7 @@ class OAuthSlotsMixin(StoreBase):
             name=key,
             refresh_token=clear("refresh_token"),
             access_token=clear("access_token"),
-            access_expires_at=values["access_expires_at"],
+            access_renew_at=values["access_renew_at"],
             origin=values["origin"],
             version=int(values["version"]),
             lease_owner=values["lease_owner"],
@@ -112,7 +112,7 @@ class OAuthSlotsMixin(StoreBase):
         expected_version: int,
         refresh_token: str | None,
         access_token: str,
-        access_expires_at: datetime,
+        access_renew_at: datetime,
         origin: str | None,
     ) -> bool:
         """Store freshly granted tokens and release `owner`'s lease, in one short transaction.
@@ -126,7 +126,7 @@ class OAuthSlotsMixin(StoreBase):
         values = {
             "refresh_token": tokens.encrypt(refresh_token, fernet_key) if refresh_token else None,
             "access_token": tokens.encrypt(require_text(access_token, "access_token"), fernet_key),
-            "access_expires_at": access_expires_at,
+            "access_renew_at": access_renew_at,
             "origin": origin,
             "version": oauth_tokens.c.version + 1,
             "updated_at": now,

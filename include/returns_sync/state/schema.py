@@ -187,9 +187,10 @@ oauth_tokens = Table(
     # Fernet ciphertext, never clear text; NULL for a client-credentials slot
     Column("refresh_token", Text),
     Column("updated_at", UTCDateTime, nullable=False),
-    # the shared access token (Fernet ciphertext) and when it expires (wall clock, UTC)
+    # the shared access token (Fernet ciphertext) and when to renew it: the vendor's expiry
+    # minus the renewal margin (wall clock, UTC), the same moment for every process
     Column("access_token", Text),
-    Column("access_expires_at", UTCDateTime),
+    Column("access_renew_at", UTCDateTime),
     # SHA-256 of what the stored chain descends from (token URL, client, connection's token)
     Column("origin", Text),
     # bumped by every write of the slot: a compare-and-swap token

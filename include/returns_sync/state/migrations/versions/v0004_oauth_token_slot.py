@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-12-06
 
 `oauth_tokens` grows from "the rotated refresh token" into the connection's token slot shared
-by every process: the current access token (Fernet ciphertext) and its expiry, the connection
+by every process: the current access token (Fernet ciphertext) and when to renew it, the connection
 value the stored chain descends from (`origin`, a SHA-256 fingerprint, so a new refresh token in
 the connection wins over the stored one), a `version` bumped by every write (compare-and-swap),
 and a lease (`lease_owner`, `lease_until`) so that only one process refreshes at a time.
@@ -31,7 +31,7 @@ def upgrade() -> None:
     with op.batch_alter_table("oauth_tokens") as batch:
         batch.alter_column("refresh_token", existing_type=sa.Text(), nullable=True)
         batch.add_column(sa.Column("access_token", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("access_expires_at", TS, nullable=True))
+        batch.add_column(sa.Column("access_renew_at", TS, nullable=True))
         batch.add_column(sa.Column("origin", sa.Text(), nullable=True))
         batch.add_column(sa.Column("version", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("lease_owner", sa.Text(), nullable=True))
@@ -46,7 +46,7 @@ def downgrade() -> None:
             "lease_owner",
             "version",
             "origin",
-            "access_expires_at",
+            "access_renew_at",
             "access_token",
         ):
             batch.drop_column(column)
