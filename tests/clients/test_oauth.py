@@ -253,7 +253,12 @@ def test_the_scope_extra_overrides_the_default_and_a_read_only_token_cannot_writ
     seen: list[dict[str, str]] = []
     hook = _hook_for(sandbox, monkeypatch, scope=scope)
     real = hook._request_token
-    monkeypatch.setattr(hook, "_request_token", lambda form: seen.append(dict(form)) or real(form))
+
+    def spy(form: Mapping[str, str]) -> GrantedToken:
+        seen.append(dict(form))
+        return real(form)
+
+    monkeypatch.setattr(hook, "_request_token", spy)
     with pytest.raises(VendorAuthError) as raised:
         _subscribe(hook)  # the read works, the write is refused
     assert seen[0].get("scope", "") == granted

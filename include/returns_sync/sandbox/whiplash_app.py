@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from include.returns_sync.sandbox.whiplash_backend import ApiCall, WhiplashBackend
 from include.returns_sync.sandbox.common import _UNSENDABLE_STATUS
+from include.returns_sync.sandbox.whiplash_backend import ApiCall, WhiplashBackend
 from include.returns_sync.sandbox.whiplash_oauth import InsufficientScope, OAuthError, TokenRejected
 from include.returns_sync.sandbox.whiplash_records import WhiplashApiError
 from include.returns_sync.sandbox.whiplash_search import SearchError, parse_page, select_fields
