@@ -58,8 +58,9 @@ DEFAULT_RENEW_MARGIN_SECONDS = 60.0
 DEFAULT_EXPIRES_IN_SECONDS = 7200.0
 #: Scope asked for with the client-credentials grant (the default scope may be read-only).
 DEFAULT_SCOPE = "app_manage"
-#: How long a refresh lease lasts at most (longer than a refresh with its one retry can take).
-DEFAULT_LEASE_SECONDS = 90.0
+#: How long a refresh lease lasts at most: longer than a refresh with its one retry can take
+#: (two 30 s timeouts and the wait between them), short enough that a dead holder is survived.
+DEFAULT_LEASE_SECONDS = 120.0
 #: How often a process waiting for another one's refresh looks at the shared slot.
 DEFAULT_POLL_SECONDS = 0.05
 
@@ -395,17 +396,23 @@ class OAuthSession:
             renew_at = self._now_wall() + timedelta(seconds=lifetime)
             expires_at = self._clock() + lifetime
         except BaseException:
-            store.release_lease(name, owner)
+            _release_quietly(store, name, owner)
             raise
-        written = store.write_slot(
-            name,
-            owner,
-            expected_version=shared.version if shared is not None else 0,
-            refresh_token=rotated,
-            access_token=granted.access_token,
-            renew_at=renew_at,
-            origin=self._credentials.origin,
-        )
+        try:
+            written = store.write_slot(
+                name,
+                owner,
+                expected_version=shared.version if shared is not None else 0,
+                refresh_token=rotated,
+                access_token=granted.access_token,
+                renew_at=renew_at,
+                origin=self._credentials.origin,
+            )
+        except BaseException:
+            # Not stored, so not used: a vendor that revokes a refresh token only once its
+            # successor is used still accepts the old one on the next attempt.
+            _release_quietly(store, name, owner)
+            raise
         if not written:
             log.warning(
                 "Another process stored a token for connection %r while this one refreshed "
@@ -471,6 +478,13 @@ class OAuthSession:
             return
         self._token_store.save(self._credentials.conn_id, new_token)
         log.info("Persisted the rotated refresh token of connection %r", self._credentials.conn_id)
+
+
+def _release_quietly(store: SharedTokenStore, name: str, owner: str) -> None:
+    try:
+        store.release_lease(name, owner)
+    except Exception:  # the store is failing already; the lease expires on its own
+        log.warning("Could not release the token lease of connection %r", name, exc_info=True)
 
 
 def parse_token_answer(answer: Any) -> GrantedToken | str:
