@@ -21,7 +21,7 @@ from tests.deploy.airflow_stack import RunningStack
 
 #: Whiplash access tokens of the end-to-end stack live this long: both workers' task processes
 #: need a new one many times during the DAG runs, often at the same moment.
-TOKEN_TTL_SECONDS = 20
+TOKEN_TTL_SECONDS = 10
 
 
 @pytest.fixture

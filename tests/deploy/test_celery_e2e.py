@@ -5,7 +5,7 @@ and the outcome is checked against the sandbox's own truth. The RMA poll and the
 at the same time over the same returns, their mapped creation tasks spread over both workers,
 so a missing claim or lock would show up as a duplicate RMA.
 
-The sandbox is strict and its Whiplash access tokens live 20 s, with the refresh grant: the
+The sandbox is strict and its Whiplash access tokens live 10 s, with the refresh grant: the
 task processes of both workers need new tokens many times, often at once, from a vendor that
 revokes a refresh token once its successor is used. One `invalid_grant` would fail a task.
 """
