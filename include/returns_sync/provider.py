@@ -58,6 +58,14 @@ CONNECTION_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
             ),
             "schema": {"type": ["string", "null"], "format": "password"},
         },
+        "scope": {
+            "label": "OAuth scope",
+            "description": (
+                "Asked for with the client-credentials grant (default app_manage; a token "
+                "without a scope may be read-only). Empty: ask for none."
+            ),
+            "schema": {"type": ["string", "null"]},
+        },
         "customer_id": {
             "label": "Customer ID",
             "description": "Sent as X-Customer-ID (partner / 3PL users acting for one customer).",

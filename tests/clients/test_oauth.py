@@ -5,11 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from cryptography.fernet import Fernet
 
+from include.returns_sync.clients.errors import VendorAuthError, VendorError
 from include.returns_sync.clients.oauth import (
     GrantedToken,
     InMemoryTokenStore,
@@ -18,8 +22,12 @@ from include.returns_sync.clients.oauth import (
     StateStoreTokenStore,
     TokenStore,
     parse_token_answer,
+    reset_token_cache,
 )
+from include.returns_sync.clients.whiplash import WhiplashHook
+from include.returns_sync.sandbox import Sandbox
 from include.returns_sync.state import StateStore
+from tests.clients.conftest import FAST_TIMEOUT, set_connection, zero_wait
 
 
 class FakeTokenEndpoint:
@@ -66,12 +74,23 @@ def test_a_token_is_fetched_once_and_reused_until_the_renewal_margin() -> None:
     assert len(endpoint.forms) == 2
 
 
-def test_without_a_refresh_token_the_client_credentials_grant_is_used() -> None:
+def test_without_a_refresh_token_the_client_credentials_grant_asks_for_app_manage() -> None:
     endpoint = FakeTokenEndpoint()
     OAuthSession(credentials(), endpoint).bearer_token()
     assert endpoint.forms == [
-        {"client_id": "client", "client_secret": "secret", "grant_type": "client_credentials"}
+        {
+            "client_id": "client",
+            "client_secret": "secret",
+            "grant_type": "client_credentials",
+            "scope": "app_manage",
+        }
     ]
+
+
+def test_a_refresh_grant_keeps_the_granted_scope_and_sends_none() -> None:
+    endpoint = FakeTokenEndpoint()
+    OAuthSession(credentials("r0"), endpoint).bearer_token()
+    assert "scope" not in endpoint.forms[0]
 
 
 def test_a_rotated_refresh_token_is_persisted_and_used_for_the_next_refresh() -> None:
@@ -194,3 +213,228 @@ def test_the_state_store_adapter_round_trips_an_encrypted_token(tmp_path: Path) 
 def test_the_state_store_adapter_needs_a_fernet_key() -> None:
     with pytest.raises(ValueError, match="Fernet key"):
         StateStoreTokenStore(object(), "")
+
+
+# --------------------------------------------------------------------------- scope, on the sandbox
+
+
+def _hook_for(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> WhiplashHook:
+    set_connection(
+        monkeypatch,
+        "whiplash_default",
+        conn_type="whiplash",
+        host=sandbox.whiplash_url,
+        login="sandbox-client",
+        password="sandbox-secret",
+        extra=extra,
+    )
+    return WhiplashHook(retry_policy=zero_wait(), rate_limit_per_second=0, timeout=FAST_TIMEOUT)
+
+
+def _subscribe(hook: WhiplashHook) -> dict[str, Any]:
+    event = hook.notification_events()[0]
+    return hook.create_notification_subscription(int(event["id"]), "https://example.test/hook")
+
+
+def test_the_hook_asks_for_app_manage_so_a_strict_sandbox_lets_it_write(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.set_strict(True)
+    hook = _hook_for(sandbox, monkeypatch)
+    assert _subscribe(hook)["endpoint"] == "https://example.test/hook"
+    assert sandbox.whiplash.tokens.grants == ["client_credentials"]
+
+
+@pytest.mark.parametrize(("scope", "granted"), [("app_read", "app_read"), ("", "")])
+def test_the_scope_extra_overrides_the_default_and_a_read_only_token_cannot_write(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, scope: str, granted: str
+) -> None:
+    sandbox.set_strict(True)
+    seen: list[dict[str, str]] = []
+    hook = _hook_for(sandbox, monkeypatch, scope=scope)
+    real = hook._request_token
+
+    def spy(form: Mapping[str, str]) -> GrantedToken:
+        seen.append(dict(form))
+        return real(form)
+
+    monkeypatch.setattr(hook, "_request_token", spy)
+    with pytest.raises(VendorAuthError) as raised:
+        _subscribe(hook)  # the read works, the write is refused
+    assert seen[0].get("scope", "") == granted
+    assert raised.value.status == 403
+    assert "'whiplash_default'" in str(raised.value) and "app_manage" in str(raised.value)
+    assert sandbox.stats()["whiplash"]["statuses"].get("403") == 1
+
+
+def test_strict_sandbox_client_credentials_without_scope_are_read_only(sandbox: Sandbox) -> None:
+    sandbox.set_strict(True)
+    base = sandbox.whiplash_url
+    client = {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
+
+    def token(**form: str) -> str:
+        answer = requests.post(f"{base}/oauth/token", data={**client, **form}, timeout=5)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def subscribe(access: str) -> requests.Response:
+        body = {"notification_event_id": 1, "notification_type": "webhook", "endpoint": "https://x"}
+        headers = {"Authorization": f"Bearer {access}"}
+        return requests.post(
+            f"{base}/api/v2/notification_subscriptions", json=body, headers=headers, timeout=5
+        )
+
+    read_only = token(grant_type="client_credentials")
+    headers = {"Authorization": f"Bearer {read_only}"}
+    assert requests.get(f"{base}/api/v2/items", headers=headers, timeout=5).status_code == 200
+    refused = subscribe(read_only)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "insufficient_scope"
+    assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
+    assert subscribe(token(grant_type="client_credentials", scope="app_manage")).status_code == 201
+    sandbox.set_strict(False)  # lenient: the default scope may write, as before
+    assert subscribe(token(grant_type="client_credentials")).status_code == 201
+
+
+# --------------------------------------------------------------------------- strict rotation
+
+
+def _refresh(base: str, refresh_token: str) -> requests.Response:
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": "sandbox-client",
+        "client_secret": "sandbox-secret",
+    }
+    return requests.post(f"{base}/oauth/token", data=form, timeout=5)
+
+
+def test_strict_sandbox_revokes_a_refresh_token_once_its_successor_is_used(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.set_strict(True)
+    base = sandbox.whiplash_url
+    first = _refresh(base, "sandbox-refresh-0").json()
+    again = _refresh(base, "sandbox-refresh-0")  # successor unused: a lost answer may retry
+    assert again.status_code == 200
+    sibling = again.json()
+    headers = {"Authorization": f"Bearer {first['access_token']}"}
+    assert requests.get(f"{base}/api/v2/items", headers=headers, timeout=5).ok  # successor used
+    spent = _refresh(base, "sandbox-refresh-0")
+    assert (spent.status_code, spent.json()["error"]) == (400, "invalid_grant")
+    assert _refresh(base, sibling["refresh_token"]).json()["error"] == "invalid_grant"
+    headers = {"Authorization": f"Bearer {sibling['access_token']}"}
+    assert requests.get(f"{base}/api/v2/items", headers=headers, timeout=5).status_code == 401
+    # presenting the successor refresh token is a use too
+    nxt = _refresh(base, first["refresh_token"]).json()
+    assert _refresh(base, nxt["refresh_token"]).status_code == 200
+    assert _refresh(base, first["refresh_token"]).json()["error"] == "invalid_grant"
+    assert sandbox.stats()["whiplash"]["oauth"]["invalid_grant"] == 3
+    assert sandbox.whiplash.current_refresh_token not in (None, first["refresh_token"])
+
+
+def test_a_spent_refresh_token_fails_the_task_saying_how_to_reauthorize(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.set_strict(True)
+    base = sandbox.whiplash_url
+    successor = _refresh(base, "sandbox-refresh-0").json()
+    assert _refresh(base, successor["refresh_token"]).ok  # sandbox-refresh-0 is now revoked
+    hook = _hook_for(sandbox, monkeypatch, refresh_token="sandbox-refresh-0")
+    with pytest.raises(VendorAuthError) as raised:
+        hook.notification_events()
+    text = str(raised.value)
+    assert "invalid_grant" in text and "connection 'whiplash_default'" in text
+    assert "'refresh_token' extra" in text and "re-authorize" in text
+    assert "sandbox-refresh-0" not in text
+
+
+# --------------------------------------------------------------------------- shared slot
+
+
+def _state_store(tmp_path: Path) -> StateStore:
+    store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    return store
+
+
+def test_a_lost_refresh_answer_is_retried_once_with_the_same_token(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sandbox.set_strict(True)
+    sandbox.whiplash.tokens.lose_next_answers(1)  # granted and rotated, the answer dropped
+    store = _state_store(tmp_path)
+    try:
+        key = Fernet.generate_key().decode()
+        hook = _hook_for(sandbox, monkeypatch, refresh_token="sandbox-refresh-0")
+        hook.token_store = StateStoreTokenStore(store, key)
+        presented: list[str] = []
+        real = hook._call
+
+        def spy(operation: str, *args: Any, **kwargs: Any) -> Any:
+            if operation == "oauth_token":
+                presented.append(kwargs["form"]["refresh_token"])
+            return real(operation, *args, **kwargs)
+
+        monkeypatch.setattr(hook, "_call", spy)
+        assert hook.notification_events()
+        assert presented == ["sandbox-refresh-0"]  # one logical call ...
+        assert hook.http_requests["oauth_token"] == 2  # ... sent twice, with the same token
+        assert sandbox.whiplash.tokens.grants == ["refresh_token", "refresh_token"]
+        assert sandbox.stats()["whiplash"]["oauth"]["invalid_grant"] == 0
+        stored = store.read_oauth_slot("whiplash_default", key)
+        assert stored is not None
+        assert stored.refresh_token == sandbox.whiplash.current_refresh_token
+    finally:
+        store.dispose()
+
+
+def test_a_refresh_answer_lost_twice_is_not_retried_a_third_time(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.set_strict(True)
+    sandbox.whiplash.tokens.lose_next_answers(2)
+    hook = _hook_for(sandbox, monkeypatch, refresh_token="sandbox-refresh-0")
+    with pytest.raises(VendorError):
+        hook.notification_events()
+    assert hook.http_requests["oauth_token"] == 2
+
+
+def test_a_new_refresh_token_in_the_connection_wins_over_the_stored_chain(
+    tmp_path: Path,
+) -> None:
+    store = _state_store(tmp_path)
+    try:
+        key = Fernet.generate_key().decode()
+        endpoint = FakeTokenEndpoint(expires_in=100)
+        shared = StateStoreTokenStore(store, key)
+        OAuthSession(credentials("pasted-1"), endpoint, token_store=shared).bearer_token()
+        reset_token_cache()
+        clock = Clock()
+        session = OAuthSession(credentials("pasted-1"), endpoint, token_store=shared, clock=clock)
+        assert session.bearer_token() == "access-1"  # adopted from the store, no grant
+        reset_token_cache()
+        OAuthSession(credentials("pasted-2"), endpoint, token_store=shared).bearer_token()
+        assert [form["refresh_token"] for form in endpoint.forms] == ["pasted-1", "pasted-2"]
+        slot = store.read_oauth_slot("whiplash_default", key)
+        assert slot is not None and slot.refresh_token == "refresh-2"
+    finally:
+        store.dispose()
+
+
+def test_a_failed_refresh_releases_the_lease(tmp_path: Path) -> None:
+    store = _state_store(tmp_path)
+    try:
+        key = Fernet.generate_key().decode()
+
+        def refuse(form: Mapping[str, str]) -> GrantedToken:
+            raise RuntimeError("token endpoint down")
+
+        shared = StateStoreTokenStore(store, key)
+        with pytest.raises(RuntimeError):
+            OAuthSession(credentials("r0"), refuse, token_store=shared).bearer_token()
+        slot = store.read_oauth_slot("whiplash_default", key)
+        assert slot is not None and slot.version == 0
+        assert store.acquire_oauth_lease("whiplash_default", "someone-else", timedelta(seconds=5))
+    finally:
+        store.dispose()

@@ -142,6 +142,7 @@ def test_whiplash_form_has_a_password_refresh_token_and_plain_scope_fields() -> 
     fields = WhiplashHook.get_connection_form_widgets()
     assert set(fields) == {
         "refresh_token",
+        "scope",
         "customer_id",
         "shop_id",
         "rate_limit",

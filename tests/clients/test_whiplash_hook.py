@@ -466,13 +466,19 @@ def test_the_state_store_keeps_the_rotated_token_encrypted(
     store.migrate()
     try:
         key = Fernet.generate_key().decode()
-        make_hook(token_store=StateStoreTokenStore(store, key)).notification_events()
-        reset_token_cache()
-        make_hook(token_store=StateStoreTokenStore(store, key)).notification_events()
-        assert whiplash_connection.whiplash.tokens.grants == ["refresh_token"] * 2
-        raw = (tmp_path / "state.db").read_bytes()
+        first = make_hook(token_store=StateStoreTokenStore(store, key))
+        first.notification_events()
+        access = first.oauth.bearer_token()
+        reset_token_cache()  # a new process adopts the stored access token: no second refresh
+        second = make_hook(token_store=StateStoreTokenStore(store, key))
+        second.notification_events()
+        assert second.oauth.bearer_token() == access
+        assert whiplash_connection.whiplash.tokens.grants == ["refresh_token"]
+        store.engine.dispose()  # checkpoint-free read of the file: close pooled connections
+        raw = (tmp_path / "state.db").read_bytes() + _wal(tmp_path / "state.db")
         current = whiplash_connection.whiplash.current_refresh_token
         assert current is not None and current.encode() not in raw
+        assert access.encode() not in raw
     finally:
         store.dispose()
 
@@ -603,3 +609,8 @@ def test_the_default_throttle_keeps_a_burst_under_whiplash_rate_limit(
         hook.list_notification_subscriptions()
     assert time.monotonic() - started >= 1.2
     assert "429" not in whiplash_connection.stats()["whiplash"]["statuses"]
+
+
+def _wal(database: Path) -> bytes:
+    wal = database.with_name(database.name + "-wal")
+    return wal.read_bytes() if wal.exists() else b""

@@ -97,6 +97,7 @@ def test_a_consumer_return_we_did_not_create_is_unknown_and_untouched(
             "grant_type": "client_credentials",
             "client_id": sandbox.whiplash_client_id,
             "client_secret": sandbox.whiplash_client_secret,
+            "scope": "app_manage",  # a strict sandbox's default scope is read-only
         },
         timeout=5,
     ).json()["access_token"]

@@ -428,15 +428,18 @@ class RunningStack:
 SandboxStarter = Callable[[ProcessGroup, Path], dict[str, Any]]
 
 
-def sandbox_process(seed: int = 42, returns: int = SEEDED_RETURNS) -> SandboxStarter:
-    """The sandbox CLI as one more child process, with `returns` Loop returns seeded today."""
+def sandbox_process(
+    seed: int = 42, returns: int = SEEDED_RETURNS, options: Sequence[str] = ()
+) -> SandboxStarter:
+    """The sandbox CLI as one more child process, with `returns` Loop returns seeded today.
+
+    `options` go to the CLI as they are (e.g. `--strict`, `--token-ttl-seconds 20`).
+    """
 
     def start(processes: ProcessGroup, workdir: Path) -> dict[str, Any]:
         urls_file = workdir / "sandbox-urls.json"
-        # End-to-end tests run against the harsher reading of the vendor docs (sandbox/strict.py).
         argv = [sys.executable, "-m", "include.returns_sync.sandbox", "--seed", str(seed)]
-        argv.append("--strict")
-        argv += ["--loop-port", "0", "--whiplash-port", "0"]  # any free ports
+        argv += ["--loop-port", "0", "--whiplash-port", "0", *options]  # any free ports
         argv += ["--seed-day", str(returns), "--urls-file", str(urls_file)]
         processes.start("sandbox", argv, {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, ROOT)
         return wait_for_file(urls_file, processes)
@@ -450,13 +453,16 @@ def celery_stack(
     start_sandbox: SandboxStarter | None = None,
     settings: Mapping[str, str] | None = None,
     pool_slots: int = POOL_SLOTS,
+    whiplash_extra: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Iterator[RunningStack]:
     """The compose topology, running, until the block ends; then nothing of it is left.
 
     Creates two PostgreSQL databases (Airflow metadata, our state store, the latter the way the
     compose init job does it) and claims a Redis database, starts the vendors
     (`start_sandbox`, by default `sandbox_process()`) and every Airflow component, and waits
-    until the API answers, the DAGs are parsed and both workers are ready. Whatever happens, it
+    until the API answers, the DAGs are parsed and both workers are ready. `whiplash_extra`
+    gives more `whiplash_default` extras from the sandbox's URLs file (e.g. its refresh token).
+    Whatever happens, it
     stops every process it started and drops the databases; when the block ended normally it
     also checks that no process and no database is left. PostgreSQL or Redis missing: skip,
     or fail when CI=true.
@@ -481,10 +487,13 @@ def celery_stack(
                 # The sandbox enforces no rate limit here; a generous per-process throttle
                 # keeps the hooks' rate limiter in the path without making the test wait on it.
                 fast = {"rate_limit": 20}
+                whiplash = {**fast, **(whiplash_extra(sandbox) if whiplash_extra else {})}
                 config = StackConfig(
                     home=workdir / "airflow",
                     state_conn=state_url,
-                    connections=airflow_connections(sandbox, loop_extra=fast, whiplash_extra=fast),
+                    connections=airflow_connections(
+                        sandbox, loop_extra=fast, whiplash_extra=whiplash
+                    ),
                     settings={**SETTINGS, **(settings or {})},
                     metadata_url=metadata.render_as_string(hide_password=False),
                     broker_url=redis_url(redis_db),

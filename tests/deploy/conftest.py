@@ -2,7 +2,8 @@
 
 `celery_stack` runs `tests.deploy.airflow_stack.celery_stack` around one test: two throw-away
 PostgreSQL databases (Airflow metadata, our state store), a private Redis database, the sandbox
-vendors as a process (60 returns seeded) and every Airflow component, ready to run the DAGs.
+vendors as a process (60 returns seeded; strict, with short-lived Whiplash tokens) and every
+Airflow component, ready to run the DAGs.
 Whatever happens, it stops every process it started and drops the databases; the fixture then
 checks that nothing is left. The restart test (tests/reliability) uses the same context manager
 directly, since conftest fixtures are not shared with sibling folders.
@@ -18,8 +19,21 @@ import pytest
 from tests.deploy import airflow_stack
 from tests.deploy.airflow_stack import RunningStack
 
+#: Whiplash access tokens of the end-to-end stack live this long: both workers' task processes
+#: need a new one many times during the DAG runs, often at the same moment.
+TOKEN_TTL_SECONDS = 10
+
 
 @pytest.fixture
 def celery_stack(tmp_path: Path) -> Iterator[RunningStack]:
-    with airflow_stack.celery_stack(tmp_path) as running:
+    """The stack against a strict sandbox (refresh tokens revoked once their successor is used),
+    with the refresh grant (`refresh_token` extra) and short-lived access tokens."""
+    vendors = airflow_stack.sandbox_process(
+        options=["--strict", "--token-ttl-seconds", str(TOKEN_TTL_SECONDS)]
+    )
+    with airflow_stack.celery_stack(
+        tmp_path,
+        start_sandbox=vendors,
+        whiplash_extra=lambda urls: {"refresh_token": urls["whiplash_refresh_token"]},
+    ) as running:
         yield running

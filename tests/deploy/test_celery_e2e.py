@@ -4,6 +4,10 @@ The three DAGs are triggered through Airflow's public REST API against the sandb
 and the outcome is checked against the sandbox's own truth. The RMA poll and the backfill run
 at the same time over the same returns, their mapped creation tasks spread over both workers,
 so a missing claim or lock would show up as a duplicate RMA.
+
+The sandbox is strict and its Whiplash access tokens live 10 s, with the refresh grant: the
+task processes of both workers need new tokens many times, often at once, from a vendor that
+revokes a refresh token once its successor is used. One `invalid_grant` would fail a task.
 """
 
 from __future__ import annotations
@@ -130,7 +134,12 @@ def test_celery_workers_create_each_rma_once_and_act_on_each_receipt_once(
     assert wrong == {}, f"Loop actions differ from the expected verdicts: {wrong}"
     assert {"process", "flag"} <= set(verdicts.values()), "the day should hold both verdicts"
     assert whiplash_rmas(running.sandbox) == rmas, "the second backfill created an RMA"
+    oauth = sandbox_admin(admin, "GET", "/stats")["whiplash"]["oauth"]
+    assert oauth["invalid_grant"] == 0, f"a refresh token was used twice: {oauth}"
+    refreshes = oauth["grants"].get("refresh_token", 0)
+    assert refreshes >= 2, f"the access token should have been refreshed repeatedly: {oauth}"
     print(
         f"\nstack up in {running.started_in:.0f}s, DAG runs in {time.monotonic() - started:.0f}s;"
-        f" {len(needed)} RMAs, {len(verdicts)} verdicts, workloads per worker {per_worker}"
+        f" {len(needed)} RMAs, {len(verdicts)} verdicts, workloads per worker {per_worker},"
+        f" {refreshes} token refreshes"
     )

@@ -3,7 +3,9 @@
 Connection `whiplash_default` (type `http` or `whiplash`): host = `https://www.getwhiplash.com`
 (or the sandbox host), login = OAuth client id, password = client secret. Extras:
 `refresh_token` (refresh grant; rotated tokens are persisted through the injected `TokenStore`
-and preferred once present) or none (client-credentials grant); `customer_id` / `shop_id` (sent
+and preferred once present; with the state store the token is shared by every process and
+refreshed by one at a time, see `oauth.py`) or none (client-credentials grant); `scope` (sent
+with the client-credentials grant, default `app_manage`, "" sends none); `customer_id` / `shop_id` (sent
 as `X-Customer-ID` / `X-Shop-ID`); `rate_limit` (requests/second, Whiplash allows 10/s per
 account); `timeout`; `webhook_secret` (read by the webhook endpoint, never sent).
 
@@ -13,6 +15,7 @@ RMAs of a day of returns costs a handful of calls, not one per return.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -30,6 +33,7 @@ from include.returns_sync.clients.errors import (
 )
 from include.returns_sync.clients.oauth import (
     DEFAULT_RENEW_MARGIN_SECONDS,
+    DEFAULT_SCOPE,
     GrantedToken,
     OAuthCredentials,
     OAuthSession,
@@ -94,7 +98,8 @@ class WhiplashHook(VendorHook):
     vendor: ClassVar[str] = "whiplash"
     default_rate_per_second: ClassVar[float] = WHIPLASH_DEFAULT_RATE
     credential_hint: ClassVar[str] = (
-        "OAuth client id (login), client secret (password) and refresh_token extra"
+        "OAuth client id (login), client secret (password), refresh_token extra and scope "
+        "extra (writes need app_manage)"
     )
     connection_fields: ClassVar[str] = (
         f"type http, host = {WHIPLASH_DEFAULT_HOST}, login = the OAuth client id, "
@@ -174,12 +179,14 @@ class WhiplashHook(VendorHook):
                     f"connection {self.conn_id!r} has no OAuth {' and no '.join(missing)}"
                 )
             refresh_token = self.extras.get("refresh_token")
+            scope = self.extras.get("scope", DEFAULT_SCOPE)
             credentials = OAuthCredentials(
                 conn_id=self.conn_id,
                 token_url=f"{self.base_url}{TOKEN_PATH}",
                 client_id=str(connection.login),
                 client_secret=str(connection.password),
                 refresh_token=str(refresh_token) if refresh_token else None,
+                scope=" ".join(str(scope or "").split()),
             )
             self._oauth_session = OAuthSession(
                 credentials,
@@ -191,12 +198,18 @@ class WhiplashHook(VendorHook):
         return self._oauth_session
 
     def _request_token(self, form: Mapping[str, str]) -> GrantedToken:
-        """POST the grant to `<host>/oauth/token` (retried like a read: see docs below).
+        """POST the grant to `<host>/oauth/token`.
 
-        A refresh grant is retried after a transport failure: if Whiplash rotated the token but
-        the answer was lost, the retry fails with invalid_grant and the error says so.
+        A client-credentials grant is retried like a read. A refresh grant is retried once, with
+        the same refresh token, after a transport failure or 5xx (its answer may have been lost):
+        the caller holds the refresh lease, so no other process uses that token meanwhile. If
+        Whiplash spent the token anyway, the retry answers `invalid_grant` and the error says how
+        to re-authorise.
         """
         grant = form.get("grant_type", "")
+        policy = self.retry_policy
+        if grant == "refresh_token":
+            policy = dataclasses.replace(policy, max_attempts=min(2, policy.max_attempts))
         try:
             answer = self._call(
                 "oauth_token",
@@ -205,17 +218,14 @@ class WhiplashHook(VendorHook):
                 form=form,
                 idempotent=True,
                 authenticated=False,
+                policy=policy,
             )
         except (VendorValidationError, VendorAuthError) as error:
-            hint = self.credential_hint
-            if grant == "refresh_token":
-                hint += " (a refresh token is single-use when Whiplash rotates it; re-authorize"
-                hint += " if it was already spent)"
             raise VendorAuthError(
                 self.vendor,
                 error.status,
                 error.code,
-                auth_error_message("whiplash", self.conn_id, hint, error.code or None),
+                self._token_refusal(grant, error.code),
                 "POST",
                 TOKEN_PATH,
             ) from None
@@ -223,6 +233,32 @@ class WhiplashHook(VendorHook):
         if isinstance(granted, str):
             raise VendorBadResponse(self.vendor, answer.status, granted, "POST", TOKEN_PATH)
         return granted
+
+    def _token_refusal(self, grant: str, code: str | None) -> str:
+        """What the token endpoint's refusal means, naming the connection and the way out."""
+        conn = self.conn_id
+        if grant == "refresh_token" and code == "invalid_grant":
+            return (
+                f"whiplash refused the refresh token of connection {conn!r} (invalid_grant): it "
+                "was revoked, expired or already used; re-authorize: run Whiplash's OAuth consent "
+                f"again and put the new refresh token in the 'refresh_token' extra of connection "
+                f"{conn!r}; the token stored in the state store descends from the old one and is "
+                "then ignored (or delete it: StateStore.clear_oauth_token"
+                f"({conn!r}), see include/returns_sync/state/README.md)"
+            )
+        if grant == "client_credentials" and code == "invalid_scope":
+            return (
+                f"whiplash refused the scope asked for by connection {conn!r} (invalid_scope); "
+                "set its 'scope' extra to a scope the OAuth application has (writes need "
+                f"{DEFAULT_SCOPE})"
+            )
+        hint = self.credential_hint
+        if grant == "refresh_token":
+            hint += (
+                " (a refresh token is single-use when Whiplash rotates it; to re-authorize put "
+                "a new one in the refresh_token extra)"
+            )
+        return auth_error_message("whiplash", conn, hint, code or None)
 
     def _auth_headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.oauth.bearer_token()}"}

@@ -254,15 +254,22 @@ class Sandbox:
             gate.rate_limit.reset()
 
     def stats(self) -> dict[str, Any]:
-        """Calls and injected faults per vendor: {"loop": {...}, "whiplash": {...}}."""
+        """Calls and injected faults per vendor: {"loop": {...}, "whiplash": {...}}.
+
+        `whiplash.oauth` counts token grants and refusals (`invalid_grant` among them).
+        """
         return {
             "loop": self._loop_gate.stats.snapshot(),
-            "whiplash": self._whiplash_gate.stats.snapshot(),
+            "whiplash": {
+                **self._whiplash_gate.stats.snapshot(),
+                "oauth": self.whiplash.tokens.stats(),
+            },
         }
 
     def reset_stats(self) -> None:
         for gate in self._gates(None):
             gate.stats.reset()
+        self.whiplash.tokens.reset_stats()
 
     def _gates(self, vendor: str | None) -> list[ChaosMiddleware]:
         gates = {"loop": self._loop_gate, "whiplash": self._whiplash_gate}

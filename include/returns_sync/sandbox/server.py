@@ -149,6 +149,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="follow the harsher reading of the vendor docs (default: $RETURNS_SYNC_SANDBOX_STRICT)",
     )
+    parser.add_argument(
+        "--token-ttl-seconds",
+        type=int,
+        default=7200,
+        help="Whiplash access-token lifetime (default 7200, as Whiplash; short ones force refreshes)",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="fault probability")
     parser.add_argument("--urls-file", type=Path, help="also write the URLs to this JSON file")
     return parser.parse_args(argv)
@@ -161,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     faults = FaultConfig(rate=args.fault_rate, seed=args.seed) if args.fault_rate else None
     sandbox = Sandbox(
-        seed=args.seed, rate_limits=args.rate_limits, faults=faults, strict=args.strict
+        seed=args.seed,
+        rate_limits=args.rate_limits,
+        faults=faults,
+        strict=args.strict,
+        token_ttl_seconds=args.token_ttl_seconds,
     )
     sandbox.start(args.loop_port, args.whiplash_port, host=args.host)
     if args.seed_day:
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop_webhook_secret": sandbox.loop_webhook_secret,
         "whiplash_client_id": sandbox.whiplash.client_id,
         "whiplash_client_secret": sandbox.whiplash.client_secret,
+        "whiplash_refresh_token": sandbox.whiplash.current_refresh_token,
         "strict": sandbox.strict,
     }
     if args.urls_file:

@@ -14,7 +14,7 @@ on the harsher reading of each open point:
 | Loop | a 429 ends when the sliding window frees a slot | a 429 storm lasts until Loop's one-minute window ends (scaled sandbox time in tests) |
 | Whiplash | `per_page` capped at 250, `Per-Page` header sent | `per_page` silently capped at 50, no page-size header |
 | Whiplash | a client-credentials token may write | a token granted without `scope` is read-only; `app_manage` must be asked for |
-| Whiplash | a rotated refresh token stays usable | a refresh token is revoked once its successor is used |
+| Whiplash | a refresh token is spent when presented | a refresh token is revoked once its successor is used (presented, or its access token used), with every other successor; until then it may be presented again (see `whiplash_oauth.py`) |
 | Whiplash | only `consumer_return.*` events are delivered | events we do not handle are delivered too |
 
 Each simulator module reads its backend's `strict` attribute where the behaviour lives.

@@ -20,8 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from include.returns_sync.sandbox.common import _UNSENDABLE_STATUS
 from include.returns_sync.sandbox.whiplash_backend import ApiCall, WhiplashBackend
-from include.returns_sync.sandbox.whiplash_oauth import OAuthError, TokenRejected
+from include.returns_sync.sandbox.whiplash_oauth import InsufficientScope, OAuthError, TokenRejected
 from include.returns_sync.sandbox.whiplash_records import WhiplashApiError
 from include.returns_sync.sandbox.whiplash_search import (
     MAX_PER_PAGE,
@@ -46,7 +47,8 @@ def build_whiplash_app(backend: WhiplashBackend) -> FastAPI:
 
 def _api_router(backend: WhiplashBackend) -> APIRouter:
     async def authorized(request: Request) -> None:
-        backend.tokens.check(request.headers.get("authorization"))
+        write = request.method not in ("GET", "HEAD", "OPTIONS")
+        backend.tokens.check(request.headers.get("authorization"), write=write)
         backend.last_customer_id = request.headers.get("x-customer-id", backend.last_customer_id)
         backend.last_shop_id = request.headers.get("x-shop-id", backend.last_shop_id)
 
@@ -165,6 +167,9 @@ def _token_endpoint(backend: WhiplashBackend) -> Callable[[Request], Awaitable[R
             answer = backend.tokens.grant(params)
         except OAuthError as exc:
             return JSONResponse(exc.body(), status_code=exc.status, headers=_no_store())
+        if backend.tokens.take_lost_answer():
+            # Granted (and rotated), but the client never hears back: the connection drops.
+            return Response(status_code=_UNSENDABLE_STATUS)
         return JSONResponse(answer, headers=_no_store())
 
     return token
@@ -243,6 +248,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"message": str(exc)}, status_code=401, headers={"WWW-Authenticate": challenge}
         )
 
+    async def insufficient_scope(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InsufficientScope)
+        challenge = (
+            'Bearer realm="Doorkeeper", error="insufficient_scope", '
+            f'error_description="{exc}", scope="app_manage"'
+        )
+        return JSONResponse(exc.body(), status_code=403, headers={"WWW-Authenticate": challenge})
+
     async def bad_parameter(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         names = [str(error["loc"][-1]) for error in exc.errors()] or ["request"]
@@ -256,6 +269,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WhiplashApiError, api_error)
     app.add_exception_handler(SearchError, search_error)
     app.add_exception_handler(TokenRejected, token_rejected)
+    app.add_exception_handler(InsufficientScope, insufficient_scope)
     app.add_exception_handler(RequestValidationError, bad_parameter)
 
 

@@ -104,6 +104,7 @@ class WhiplashBackend:
             token_ttl_seconds,
             refresh_token,
             revoke_access_on_refresh=revoke_access_on_refresh,
+            strict=lambda: self.strict,
         )
         self.call_log: list[ApiCall] = []
         self.last_customer_id: str | None = None

@@ -184,6 +184,18 @@ oauth_tokens = Table(
     "oauth_tokens",
     metadata,
     Column("name", Text, primary_key=True),
-    Column("refresh_token", Text, nullable=False),  # Fernet ciphertext, never clear text
+    # Fernet ciphertext, never clear text; NULL for a client-credentials slot
+    Column("refresh_token", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+    # the shared access token (Fernet ciphertext) and when to renew it: the vendor's expiry
+    # minus the renewal margin (wall clock, UTC), the same moment for every process
+    Column("access_token", Text),
+    Column("access_renew_at", UTCDateTime),
+    # SHA-256 of what the stored chain descends from (token URL, client, connection's token)
+    Column("origin", Text),
+    # bumped by every write of the slot: a compare-and-swap token
+    Column("version", Integer, nullable=False, server_default="0"),
+    # the refresh lease: who refreshes now, and until when at most
+    Column("lease_owner", Text),
+    Column("lease_until", UTCDateTime),
 )

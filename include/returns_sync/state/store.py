@@ -2,8 +2,8 @@
 
 It remembers what the pipelines must never forget or do twice: which Loop returns have an RMA
 (sync records), which Whiplash receipts were decided and what we did on Loop (decisions and
-actions), how far each poller has read (watermarks), webhook deliveries (inbox) and the rotated
-Whiplash refresh token. The methods live in small mixins, one per concern; this module wires
+actions), how far each poller has read (watermarks), webhook deliveries (inbox) and the Whiplash
+token slot (access and rotated refresh token, with the refresh lease). The methods live in small mixins, one per concern; this module wires
 them to an engine. Nothing here imports Airflow: the caller resolves the connection and the
 Fernet key and passes them in.
 """
@@ -20,6 +20,7 @@ from include.returns_sync.state._base import Clock
 from include.returns_sync.state.actions import ActionsMixin
 from include.returns_sync.state.engine import build_engine
 from include.returns_sync.state.inbox import InboxMixin
+from include.returns_sync.state.oauth_slots import OAuthSlotsMixin
 from include.returns_sync.state.sync_records import SyncRecordsMixin
 from include.returns_sync.state.url import URL, describe, parse_connection
 from include.returns_sync.state.watermarks import WatermarksMixin
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SQLITE_RELPATH = Path("returns_sync") / "state.db"
 
 
-class StateStore(SyncRecordsMixin, ActionsMixin, WatermarksMixin, InboxMixin):
+class StateStore(SyncRecordsMixin, ActionsMixin, WatermarksMixin, InboxMixin, OAuthSlotsMixin):
     """Durable state over SQLite or PostgreSQL; every write is one short, guarded transaction.
 
     Create it with `from_url` or `default_sqlite`, call `migrate()` once per process start

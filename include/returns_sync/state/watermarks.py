@@ -57,6 +57,7 @@ class WatermarksMixin(StoreBase):
             set_={
                 "refresh_token": insert.excluded.refresh_token,
                 "updated_at": insert.excluded.updated_at,
+                "version": oauth_tokens.c.version + 1,
             },
         )
         with self._write() as conn:
