@@ -1,9 +1,5 @@
 """Fixtures for the doctor's tests: a seeded sandbox (lenient or strict) and the environment a
 deployment would give the doctor (connections as `AIRFLOW_CONN_*`, a migrated state store).
-
-`strict_gaps` lists the strict-mode behaviours (`sandbox/strict.py`) this tree's sandbox does
-not implement yet; tests of plain `Sandbox(strict=True)` skip while it is non-empty. They were
-written in parallel with those behaviours and are meant to run unchanged once they are merged.
 """
 
 from __future__ import annotations
@@ -14,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from include.returns_sync.clients.oauth import reset_token_cache
 from include.returns_sync.doctor.checks import CheckResult
-from include.returns_sync.doctor.probes import DoctorWhiplashHook
 from include.returns_sync.doctor.runner import Options, run_checks
 from include.returns_sync.sandbox import Sandbox
 from include.returns_sync.sandbox.connections import airflow_connections
@@ -141,59 +135,3 @@ def run(options: Options | None = None) -> dict[str, CheckResult]:
     names = [result.name for result in results]
     assert len(names) == len(set(names)), f"duplicate row names: {names}"
     return {result.name: result for result in results}
-
-
-# --------------------------------------------------------------------------- strict-mode gaps
-
-
-def strict_gaps(sandbox: Sandbox) -> list[str]:
-    """Strict behaviours the doctor can observe that this tree's sandbox does not show yet.
-
-    Asked over HTTP, as the doctor asks, so it holds wherever a behaviour is implemented.
-    """
-    gaps = []
-    record = next(r for r in sandbox.loop.all_returns() if r.get("label_status"))
-    details = requests.get(
-        f"{sandbox.loop_url}/warehouse/return/details",
-        params={"return_id": record["id"]},
-        headers={"X-Authorization": sandbox.loop_api_key},
-        timeout=10,
-    ).json()
-    if details.get("label_status"):
-        gaps.append("Loop Details without label fields")
-    if not any(item.get("outcome") == "default" for item in details.get("line_items") or []):
-        gaps.append('Loop line items with outcome "default"')
-    credentials = {
-        "client_id": sandbox.whiplash_client_id,
-        "client_secret": sandbox.whiplash_client_secret,
-    }
-
-    def grant(**form: str) -> dict[str, Any]:
-        answer = requests.post(f"{sandbox.whiplash_url}/oauth/token", data=form, timeout=10)
-        body: dict[str, Any] = answer.json()
-        return body
-
-    unscoped = grant(grant_type="client_credentials", **credentials)
-    if unscoped.get("scope") == "app_manage":
-        gaps.append("Whiplash read-only token without scope")
-    token = grant(grant_type="client_credentials", scope="app_manage", **credentials)
-    answer = requests.get(
-        f"{sandbox.whiplash_url}/api/v2/orders",
-        params={"per_page": 250},
-        headers={"Authorization": f"Bearer {token['access_token']}"},
-        timeout=10,
-    )
-    if len(answer.json()) > 50 or "Per-Page" in answer.headers:
-        gaps.append("Whiplash per_page silently capped at 50")
-    return gaps
-
-
-def hook_requested_scope() -> str | None:
-    """The scope our Whiplash hook asks for on a client-credentials grant (None: none), with
-    the connections already in the environment."""
-    hook = DoctorWhiplashHook()
-    try:
-        hook.oauth.bearer_token()
-        return hook.grants[-1].requested_scope
-    finally:
-        reset_token_cache()

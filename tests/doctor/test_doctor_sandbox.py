@@ -14,10 +14,8 @@ from include.returns_sync.sandbox import (
 )
 from tests.doctor.conftest import (
     deployment_env,
-    hook_requested_scope,
     make_sandbox,
     run,
-    strict_gaps,
 )
 
 #: Rows every full run has, whatever the vendors answer.
@@ -202,11 +200,6 @@ def test_plain_strict_sandbox_shows_each_harsher_reading(
     sandbox = make_sandbox(True)
     try:
         deployment_env(monkeypatch, sandbox, state_db)
-        gaps = strict_gaps(sandbox)
-        if gaps:
-            pytest.skip(f"strict behaviours not merged into this tree yet: {', '.join(gaps)}")
-        if hook_requested_scope() != "app_manage":
-            pytest.skip("WhiplashHook does not ask for scope=app_manage yet (merge pending)")
         rows = run()
     finally:
         sandbox.stop()
