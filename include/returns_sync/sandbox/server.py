@@ -91,6 +91,31 @@ def add_admin_routes(app: FastAPI, sandbox: Sandbox) -> None:
         sandbox.set_strict(enabled)
         return JSONResponse({"strict": sandbox.strict})
 
+    @router.post("/loop/fail-processing")
+    async def fail_processing(request: Request) -> Response:
+        """Strict: the next queued processing of `return_id` fails (`"fail": false` undoes it)."""
+        body = await _body(request)
+        return_id, fail = body.get("return_id"), body.get("fail", True)
+        if not isinstance(return_id, str | int) or not isinstance(fail, bool):
+            return _bad('body must be {"return_id": "<id>", "fail": true|false}')
+        try:
+            sandbox.loop.fail_processing(str(return_id), fail)
+        except LoopError as exc:
+            return JSONResponse(exc.body, status_code=exc.status)
+        return JSONResponse({"return_id": str(return_id), "fail": fail})
+
+    @router.post("/loop/admin-webhooks")
+    async def admin_webhook(request: Request) -> Response:
+        """A Loop subscription made in Loop Admin (any topic, e.g. `return.processing`)."""
+        body = await _body(request)
+        topic, trigger, url = body.get("topic"), body.get("trigger"), body.get("url")
+        if not all(isinstance(v, str) and v for v in (topic, trigger, url)):
+            return _bad('body must be {"topic": ..., "trigger": ..., "url": ...}')
+        try:
+            return JSONResponse(sandbox.loop.subscribe_in_admin(topic, trigger, url))
+        except ValueError as exc:
+            return _bad(str(exc))
+
     @router.get("/stats")
     def stats() -> Response:
         return JSONResponse(sandbox.stats())

@@ -40,6 +40,9 @@ class InboxClaim:
     events: dict[str, list[int]] = field(default_factory=dict)
     #: The earliest vendor timestamp among the claimed events (Loop: `label_updated_at`).
     since: datetime | None = None
+    #: The stored fields of the claimed events per resource (for events whose content matters,
+    #: such as Loop's `return.closed` / `return.processing.failed`).
+    payloads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def resource_ids(self) -> list[str]:
@@ -62,6 +65,7 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
     limit, stale_after = claim_settings()
     events = store.inbox_claim(source, limit, claimer, stale_after)
     work: dict[str, list[int]] = {}
+    payloads: dict[str, list[dict[str, Any]]] = {}
     no_work: dict[str, list[int]] = {}
     stamps: list[datetime] = []
     for event in events:
@@ -73,6 +77,7 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
             no_work.setdefault(f"no work: {reason}", []).append(event.id)
         else:
             work.setdefault(event.resource_id, []).append(event.id)
+            payloads.setdefault(event.resource_id, []).append(dict(event.payload))
             stamp = _stamp(event.payload.get("label_updated_at"))
             if stamp is not None:
                 stamps.append(stamp)
@@ -87,7 +92,7 @@ def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:
             len(work),
             sum(len(ids) for ids in no_work.values()),
         )
-    return InboxClaim(source, work, min(stamps, default=None))
+    return InboxClaim(source, work, min(stamps, default=None), payloads)
 
 
 def _stamp(value: Any) -> datetime | None:
