@@ -132,7 +132,7 @@ def test_a_process_never_confirmed_after_its_last_send_is_process_failed(
     moment = datetime.now(UTC)
     for _ in range(2):
         moment += timedelta(minutes=31)
-        assert run(loop, store, "process", now=lambda: moment).outcome == "queued"
+        assert run(loop, store, "process", now=lambda at=moment: at).outcome == "queued"
     moment += timedelta(minutes=31)
     outcome = run(loop, store, "process", now=lambda: moment)
     assert (outcome.outcome, outcome.vendor_code) == ("failed", PROCESS_FAILED)
