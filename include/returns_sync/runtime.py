@@ -191,13 +191,7 @@ def _client_options() -> dict[str, Any]:
     from include.returns_sync.clients.policy import RetryPolicy
 
     scale = float(os.environ.get("RETURNS_SYNC_RETRY_WAIT_SCALE", "1") or 1)
-    base = RetryPolicy()
-    policy = RetryPolicy(
-        max_attempts=base.max_attempts,
-        base_seconds=base.base_seconds * scale,
-        max_seconds=base.max_seconds * scale,
-        retry_after_cap_seconds=base.retry_after_cap_seconds * scale,
-    )
+    policy = RetryPolicy().scaled(scale)  # waits and the 429-storm budget alike
     timeout = float(os.environ.get("RETURNS_SYNC_HTTP_TIMEOUT", "30") or 30)
     return {"retry_policy": policy, "timeout": timeout}
 

@@ -91,6 +91,24 @@ def add_admin_routes(app: FastAPI, sandbox: Sandbox) -> None:
         sandbox.set_strict(enabled)
         return JSONResponse({"strict": sandbox.strict})
 
+    @router.post("/loop/rate-limit-storm")
+    async def rate_limit_storm(request: Request) -> Response:
+        """Loop answers 429 to everything for `seconds` (default: one window), now or after
+        `after_requests` more requests; `window_seconds` rescales Loop's window first."""
+        body = await _body(request)
+        limit = sandbox.loop_rate_limit()
+        window, seconds = body.get("window_seconds"), body.get("seconds")
+        after = body.get("after_requests", 0)
+        numbers = [v for v in (window, seconds) if v is not None]
+        if not all(isinstance(v, int | float) and v > 0 for v in numbers) or not (
+            isinstance(after, int) and after >= 0
+        ):
+            return _bad("window_seconds and seconds must be > 0, after_requests >= 0")
+        if window is not None:
+            limit.window_seconds = float(window)
+        limit.arm_storm(after, None if seconds is None else float(seconds))
+        return JSONResponse({"window_seconds": limit.window_seconds, "after_requests": after})
+
     @router.post("/loop/fail-processing")
     async def fail_processing(request: Request) -> Response:
         """Strict: the next queued processing of `return_id` fails (`"fail": false` undoes it)."""
