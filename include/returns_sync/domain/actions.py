@@ -80,6 +80,9 @@ class ActionOutcome:
     loop_state: str | None = None
     vendor_code: str | None = None
     message: str | None = None
+    #: True when this reports an outcome recorded by an earlier run (e.g. a failure already
+    #: alerted on), False when it happened now.
+    repeat: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,13 @@ def _process(
             return ActionOutcome(rid, PROCESS, "already_done", current.state)
         if previous.status == "failed":  # refused, or processing failed: a person must look
             return ActionOutcome(
-                rid, PROCESS, "failed", current.state, previous.vendor_code, previous.message
+                rid,
+                PROCESS,
+                "failed",
+                current.state,
+                previous.vendor_code,
+                previous.message,
+                repeat=True,
             )
         settled = settle_process(store, rid, current.state, previous)
         if settled is not None:

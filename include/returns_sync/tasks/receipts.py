@@ -298,8 +298,13 @@ def reconcile_and_act(
         "loop_return_ids": _buckets(verdict_rows),
         "unreadable": _unreadable_buckets(unreadable),
         "failed_actions": _failed_actions(outcomes),
+        # found failed in this run (alerted once); earlier ones stay in failed_actions
         "process_failed": sorted(
-            {str(o["loop_return_id"]) for o in outcomes if o.get("vendor_code") == PROCESS_FAILED}
+            {
+                str(o["loop_return_id"])
+                for o in outcomes
+                if o.get("vendor_code") == PROCESS_FAILED and not o.get("repeat")
+            }
         ),
     }
     lines = cast(list[dict[str, Any]], result.lines.astype({"sku": "str"}).to_dict("records"))
