@@ -24,7 +24,7 @@ reads `closed` (re-read right after the run's Processes, or by a later run) or a
 webhook arrives. It becomes `failed` with code `PROCESS_FAILED` (reported, alerted, never
 re-sent) when Loop says processing failed (a `return.processing.failed` webhook), when the
 return moved to `review` instead of closing, or when it is still not closed `process_settle`
-after the last of `process_max_sends` Process calls. An unconfirmed Process (`queued`, or
+after the last of `process_max_sends` Process calls Loop acknowledged. An unconfirmed Process (`queued`, or
 `unknown`/`intent`: no answer) on a return that is still `open` is re-sent only after
 `process_settle` (`RETURNS_SYNC_PROCESS_SETTLE_MINUTES`, default 30) since its last call, so
 a queued Process is never queued twice within that time.
@@ -186,7 +186,10 @@ def _process(
             return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
         if settings.now() - previous.updated_at < settings.process_settle:
             return ActionOutcome(rid, PROCESS, "pending", current.state)
-        if previous.attempts >= settings.process_max_sends:
+        # Loop acknowledged our last Process ("queued") and, `process_max_sends` calls on, has
+        # still not closed the return: stop and have a person look. (An unanswered call is no
+        # evidence that Loop had it: it is re-sent after settling, without this limit.)
+        if previous.status == "queued" and previous.attempts >= settings.process_max_sends:
             minutes = int(settings.process_settle.total_seconds() // 60)
             return _process_failed(
                 store,
