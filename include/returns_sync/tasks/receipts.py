@@ -243,6 +243,7 @@ def reconcile_and_act(
     outcomes = []
     # Loop's word on queued Processes first: a failed one is never re-sent, a closed one is done.
     settled = _settle_from_events(store, loop_events or {})
+    settled_ids = {outcome.loop_return_id for outcome in settled}
     wid_by_loop_id = {lid: wid for wid, (lid, _, _) in to_act.items()}
     for outcome in settled:
         outcomes.append(
@@ -250,7 +251,7 @@ def reconcile_and_act(
         )
     done = store.get_actions([lid for lid, _, _ in to_act.values()])
     for wid, (loop_id, verdict, note) in sorted(to_act.items()):
-        if any(o.loop_return_id == loop_id for o in settled):
+        if loop_id in settled_ids:
             continue
         recorded = done.get(loop_id, {})
         needed = ("process",) if verdict == "process" else ("flag", "note")
