@@ -12,6 +12,12 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
   state store's inbox; the asset `returns_sync://webhooks/whiplash` is updated by its watcher
   within seconds and starts a run that reconciles those returns (no poll window). Every run
   claims the waiting webhook events and marks them done after it succeeded (docs/WEBHOOKS.md).
+  Loop `return.closed` / `return.processing.failed` webhooks (asset
+  `returns_sync://webhooks/loop_return`) settle queued Processes the same way.
+* **Process is asynchronous**: Loop's `true` means queued. A queued Process is done only once
+  Loop shows the return `closed`; one Loop says failed is reported as `PROCESS_FAILED` and the
+  run fails (alert) after writing its report. An unconfirmed Process is re-sent only after
+  `RETURNS_SYNC_PROCESS_SETTLE_MINUTES` (default 30).
 * **Reconciliation**: one vectorised pandas pass over the batch, one row per (return, SKU) with
   expected, good, damaged, missing and extra units; merchant criteria from
   `include/criteria.yaml` (`RETURNS_SYNC_CRITERIA` overrides the path; see docs/CRITERIA.md).
@@ -33,7 +39,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
-from include.returns_sync.webhooks.assets import WHIPLASH_WEBHOOKS
+from include.returns_sync.webhooks.assets import LOOP_RETURN_WEBHOOKS, WHIPLASH_WEBHOOKS
 
 RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
 DECISIONS_ASSET = Asset("returns_sync://loop/decisions", group="returns_sync")
@@ -43,7 +49,8 @@ EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MIN
 @dag(
     dag_id="whiplash_receipts_to_loop",
     schedule=AssetOrTimeSchedule(
-        timetable=DeltaTriggerTimetable(EVERY), assets=RMA_ASSET | WHIPLASH_WEBHOOKS
+        timetable=DeltaTriggerTimetable(EVERY),
+        assets=RMA_ASSET | WHIPLASH_WEBHOOKS | LOOP_RETURN_WEBHOOKS,
     ),
     start_date=START_DATE,
     catchup=False,

@@ -116,8 +116,13 @@ def _check(sandbox: Any, truth: Any) -> None:
             actions[(rid, entry["action"])] += 1
     expected = truth.verdicts()
     right = 0
+    # Process is asynchronous at Loop: a Process sent once counts as acted on, whether Loop has
+    # closed the return yet or it is still queued (`still_queued` says how many are).
+    still_queued = 0
     for rid, verdict in expected.items():
         did = {a for (r, a) in actions if r == rid}
+        if verdict == "process" and did == {"process"} and sandbox.loop.get(rid)["state"] == "open":
+            still_queued += 1
         if (
             (verdict == "process" and did == {"process"})
             or (verdict == "flag" and did == {"flag", "note"})
@@ -131,6 +136,8 @@ def _check(sandbox: Any, truth: Any) -> None:
     print(f"  duplicated RMAs                    : {sum(1 for n in rmas.values() if n > 1)}")
     print(f"  receipts with a known right verdict: {len(expected)}")
     print(f"  acted on correctly in Loop         : {right}")
+    print(f"  of them Processes Loop still queues: {still_queued}")
+    print(f"  Processes that failed in Loop      : {len(sandbox.loop.processing_failed)}")
     print(f"  Loop actions sent twice            : {sum(1 for n in actions.values() if n > 1)}")
 
 

@@ -17,6 +17,7 @@ Settings come from environment variables so one image can serve several deployme
 | `RETURNS_SYNC_LOOP_PAGE_SIZE` | 750 | page size of Loop's detailed returns list (max 750) |
 | `RETURNS_SYNC_HTTP_TIMEOUT` | 30 | seconds per vendor HTTP request |
 | `RETURNS_SYNC_RETRY_WAIT_SCALE` | 1 | multiplies every retry wait (tests use 0.01) |
+| `RETURNS_SYNC_PROCESS_SETTLE_MINUTES` | 30 | an unconfirmed Loop Process is re-sent only after this long (PRODUCT.md 2.4) |
 """
 
 from __future__ import annotations
@@ -96,6 +97,26 @@ def planned_window(watermark_name: str, end: datetime) -> dict[str, str]:
 def _minutes(name: str, default: int) -> int:
     value = env_int(name, default)
     return default if value is None else max(0, value)
+
+
+DEFAULT_PROCESS_SETTLE_MINUTES = 30.0
+
+
+def process_settle() -> timedelta:
+    """`RETURNS_SYNC_PROCESS_SETTLE_MINUTES` (default 30; fractions allowed, never negative)."""
+    name = "RETURNS_SYNC_PROCESS_SETTLE_MINUTES"
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return timedelta(minutes=DEFAULT_PROCESS_SETTLE_MINUTES)
+    try:
+        minutes = float(raw)
+    except ValueError as exc:
+        raise ValueError(
+            f"environment variable {name} must be a number of minutes (got {raw!r})"
+        ) from exc
+    if minutes != minutes or minutes < 0:
+        raise ValueError(f"environment variable {name} must be >= 0 minutes (got {raw!r})")
+    return timedelta(minutes=minutes)
 
 
 def rma_settings(dry_run: bool = False) -> Any:
@@ -185,13 +206,7 @@ def _client_options() -> dict[str, Any]:
     from include.returns_sync.clients.policy import RetryPolicy
 
     scale = float(os.environ.get("RETURNS_SYNC_RETRY_WAIT_SCALE", "1") or 1)
-    base = RetryPolicy()
-    policy = RetryPolicy(
-        max_attempts=base.max_attempts,
-        base_seconds=base.base_seconds * scale,
-        max_seconds=base.max_seconds * scale,
-        retry_after_cap_seconds=base.retry_after_cap_seconds * scale,
-    )
+    policy = RetryPolicy().scaled(scale)  # waits and the 429-storm budget alike
     timeout = float(os.environ.get("RETURNS_SYNC_HTTP_TIMEOUT", "30") or 30)
     return {"retry_policy": policy, "timeout": timeout}
 

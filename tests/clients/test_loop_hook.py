@@ -270,12 +270,19 @@ def test_a_read_survives_a_storm_of_transient_failures(
     assert len(recorder.waits) == 3
 
 
-def test_loop_429_has_no_retry_after_so_backoff_applies(loop_connection: Sandbox) -> None:
+def test_loop_429_has_no_retry_after_so_it_is_waited_out_up_to_the_budget_then_fails(
+    loop_connection: Sandbox,
+) -> None:
     loop_connection.set_faults(FaultConfig(rate=1.0, kinds=("429",)), vendor="loop")
     recorder = SleepRecorder()
     hook = LoopHook(
         retry_policy=RetryPolicy(
-            max_attempts=3, base_seconds=0.01, max_seconds=0.02, sleep=recorder
+            max_attempts=3,
+            base_seconds=0.01,
+            max_seconds=0.02,
+            rate_limit_budget_seconds=0.3,
+            rate_limit_max_wait_seconds=0.05,
+            sleep=recorder,
         ),
         rate_limit_per_second=0,
         timeout=FAST_TIMEOUT,
@@ -283,7 +290,28 @@ def test_loop_429_has_no_retry_after_so_backoff_applies(loop_connection: Sandbox
     with pytest.raises(VendorError) as raised:
         hook.list_webhooks()
     assert raised.value.status == 429
-    assert len(recorder.waits) == 2 and all(0 <= wait <= 0.02 for wait in recorder.waits)
+    assert len(recorder.waits) > 2  # past max_attempts: the storm budget rules
+    assert sum(recorder.waits) == pytest.approx(0.3)
+    assert all(0 < wait <= 0.05 for wait in recorder.waits)
+
+
+def test_a_whole_window_of_429s_mid_run_is_waited_out_and_each_action_sent_once(
+    loop_connection: Sandbox,
+) -> None:
+    """Loop's limiter refuses everything for one (scaled) one-minute window: 0.6 s here,
+    with the production policy scaled by the same 1/100 (budget 0.75 s)."""
+    loop_connection.seed_day(5)
+    rid = open_return_id(loop_connection)
+    limit = loop_connection.loop_rate_limit()
+    limit.window_seconds = 0.6
+    hook = LoopHook(
+        retry_policy=RetryPolicy().scaled(0.01), rate_limit_per_second=0, timeout=FAST_TIMEOUT
+    )
+    limit.storm()  # the key's minute is used up: a whole window of 429s, no Retry-After
+    hook.process_return(rid)  # a write: retried only because a 429 proves it was not applied
+    assert [a["action"] for a in loop_connection.loop.actions_for(rid)] == ["process"]
+    assert hook.http_requests["process_return"] > 1
+    assert loop_connection.stats()["loop"]["faults"]["rate_limited"] >= 1
 
 
 def test_a_read_timeout_is_retried(loop_connection: Sandbox) -> None:

@@ -237,3 +237,68 @@ class TestTokenBucket:
         again = shared_bucket("loop:loop_default", 2.5)
         assert again is first
         assert first is not None and first.rate_per_second == 2.5
+
+
+class TestLoopsRateLimitStorm:
+    """Loop's 429 has no Retry-After and a one-minute window: wait it out, bounded, logged."""
+
+    def storm_policy(self, recorder: SleepRecorder) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=3,
+            base_seconds=0.5,
+            max_seconds=30.0,
+            rate_limit_budget_seconds=75.0,
+            rate_limit_max_wait_seconds=15.0,
+            sleep=recorder,
+        )
+
+    def test_a_minute_of_429s_is_waited_out_past_max_attempts(self) -> None:
+        recorder = SleepRecorder()
+        storm: list[VendorError] = []
+
+        # answers 429 until a minute of (recorded) waiting has passed, then succeeds
+        def attempt() -> str:
+            if sum(recorder.waits) < 60.0:
+                storm.append(rate_limited())
+                raise storm[-1]
+            return "ok"
+
+        assert self.storm_policy(recorder).call(attempt, idempotent=False) == "ok"
+        assert len(storm) > 3  # beyond max_attempts
+        assert 60.0 <= sum(recorder.waits) <= 75.0
+        assert max(recorder.waits) <= 15.0
+
+    def test_a_storm_longer_than_the_budget_fails_with_the_429(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        recorder = SleepRecorder()
+
+        def attempt() -> str:
+            raise rate_limited()
+
+        with caplog.at_level("WARNING"), pytest.raises(VendorRateLimited):
+            self.storm_policy(recorder).call(attempt, idempotent=True, describe="loop GET /x")
+        assert sum(recorder.waits) == pytest.approx(75.0)
+        waits_logged = [r for r in caplog.records if "rate-limit budget" in r.getMessage()]
+        assert len(waits_logged) == len(recorder.waits)  # every wait is logged
+        assert any(r.levelname == "ERROR" and "giving up" in r.getMessage() for r in caplog.records)
+
+    def test_a_429_with_retry_after_keeps_the_attempt_limit(self) -> None:
+        recorder = SleepRecorder()
+        calls, attempt = failing_then_ok(*[rate_limited(retry_after=1.0)] * 5)
+        with pytest.raises(VendorRateLimited):
+            self.storm_policy(recorder).call(attempt, idempotent=True)
+        assert len(calls) == 3
+
+    def test_other_transient_failures_keep_the_attempt_limit(self) -> None:
+        recorder = SleepRecorder()
+        calls, attempt = failing_then_ok(*[server_error(502)] * 5)
+        with pytest.raises(VendorServerError):
+            self.storm_policy(recorder).call(attempt, idempotent=True)
+        assert len(calls) == 3
+
+    def test_scaling_shrinks_the_budget_with_the_waits(self) -> None:
+        policy = RetryPolicy().scaled(0.01)
+        assert policy.rate_limit_budget_seconds == pytest.approx(0.75)
+        assert policy.rate_limit_max_wait_seconds == pytest.approx(0.15)
+        assert policy.base_seconds == pytest.approx(0.005)

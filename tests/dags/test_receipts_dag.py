@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 DAG_ID = "whiplash_receipts_to_loop"
 
@@ -238,3 +242,162 @@ def test_a_revoked_loop_key_fails_the_receipts_run(pipeline_env: Any, run_dag: A
     summary = run_dag(DAG_ID)
     assert summary["state"] == "failed"
     assert not _loop_actions(sandbox)
+
+
+# ------------------------------------------------------------------ Process is asynchronous
+
+
+def _processed(truth: Any, received: dict[int, str]) -> list[str]:
+    """Loop returns whose receipt arrived and whose expected verdict is process."""
+    return sorted(
+        rid
+        for rid, fact in truth.returns.items()
+        if fact.consumer_return_id in received and fact.expected_verdict == "process"
+    )
+
+
+def _process_status(rid: str) -> str:
+    from include.returns_sync import runtime
+
+    return str(runtime.state_store().actions_for(rid)["process"].status)
+
+
+def test_processed_returns_end_confirmed_exactly_once(pipeline_env: Any, run_dag: Any) -> None:
+    """Loop's `true` means queued: the run re-reads the returns it queued and records a Process
+    done only once Loop shows the return closed."""
+    sandbox = pipeline_env
+    truth, received = _sync_and_receive(sandbox, run_dag, 20, {"exact": 1.0})
+    processed = _processed(truth, received)
+    assert processed
+    summary = run_dag(DAG_ID)
+    assert summary["state"] == "success"
+    assert summary["actions"] == {"confirmed": len(processed)}
+    actions = _loop_actions(sandbox)
+    for rid in processed:
+        assert actions[(rid, "process")] == 1, rid
+        assert sandbox.loop.get(rid)["state"] == "closed", rid
+        assert _process_status(rid) == "sent", rid
+    again = run_dag(DAG_ID)
+    assert again["state"] == "success" and again["actions"] == {}
+    assert _loop_actions(sandbox) == actions
+
+
+def test_a_queued_process_is_confirmed_by_a_later_run_and_not_resent_before_settling(
+    pipeline_env: Any, run_dag: Any
+) -> None:
+    sandbox = pipeline_env
+    sandbox.loop.process_delay = 3600  # Loop takes an hour to process
+    truth, received = _sync_and_receive(sandbox, run_dag, 20, {"exact": 1.0})
+    processed = _processed(truth, received)
+    first = run_dag(DAG_ID)
+    assert first["state"] == "success"
+    assert first["actions"] == {"queued": len(processed)}
+    assert {_process_status(rid) for rid in processed} == {"queued"}  # not done yet
+    second = run_dag(DAG_ID)  # within the 30 min settle time: nothing is sent again
+    assert second["actions"] == {"pending": len(processed)}
+    sandbox.clock.advance(timedelta(hours=2))  # Loop has closed them by now
+    third = run_dag(DAG_ID)
+    assert third["actions"] == {"confirmed": len(processed)}
+    actions = _loop_actions(sandbox)
+    assert all(actions[(rid, "process")] == 1 for rid in processed)
+    assert {_process_status(rid) for rid in processed} == {"sent"}
+
+
+def test_a_rerun_after_settling_resends_an_unconfirmed_process_once(
+    pipeline_env: Any, run_dag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = pipeline_env
+    sandbox.loop.process_delay = 10**7  # Loop never finishes (a lost queue entry)
+    truth, received = _sync_and_receive(sandbox, run_dag, 12, {"exact": 1.0})
+    processed = _processed(truth, received)
+    assert run_dag(DAG_ID)["actions"] == {"queued": len(processed)}
+    monkeypatch.setenv("RETURNS_SYNC_PROCESS_SETTLE_MINUTES", "0")  # "30 minutes later"
+    resent = run_dag(DAG_ID)
+    assert resent["actions"] == {"queued": len(processed)}
+    monkeypatch.setenv("RETURNS_SYNC_PROCESS_SETTLE_MINUTES", "30")
+    assert run_dag(DAG_ID)["actions"] == {"pending": len(processed)}
+    actions = _loop_actions(sandbox)
+    assert all(actions[(rid, "process")] == 2 for rid in processed)
+
+
+@pytest.fixture
+def loop_webhooks(pipeline_env: Any) -> Iterator[str]:
+    """Our webhook endpoint on 127.0.0.1 (same state store), subscribed in the sandbox's Loop
+    to `return.closed` and, as in Loop Admin, to `return.processing.failed`."""
+    from include.returns_sync import runtime
+    from include.returns_sync.sandbox.common import serve_in_thread
+    from include.returns_sync.webhooks.app import WebhookReceiver, create_app
+    from include.returns_sync.webhooks.secrets import SigningKeys, StaticSecrets
+
+    sandbox = pipeline_env
+    secrets = StaticSecrets({"loop": SigningKeys((sandbox.loop_webhook_secret,))})
+    server = serve_in_thread(create_app(WebhookReceiver(runtime.state_store, secrets)))
+    url = f"{server.url}/webhooks/loop"
+    sandbox.loop.subscribe_in_admin("return", "return.closed", url)
+    sandbox.loop.subscribe_in_admin("return.processing", "return.processing.failed", url)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def test_a_return_whose_processing_fails_is_reported_process_failed_and_the_run_alerts(
+    pipeline_env: Any, run_dag: Any, loop_webhooks: str
+) -> None:
+    from tests.reliability.test_bad_configuration import failure_alerts
+
+    sandbox = pipeline_env
+    truth, received = _sync_and_receive(sandbox, run_dag, 20, {"exact": 1.0})
+    processed = _processed(truth, received)
+    victim = processed[0]
+    sandbox.loop.fail_processing(victim)  # strict only: Loop's background processing fails
+    first = run_dag(DAG_ID)
+    assert first["state"] == "success"
+    assert sandbox.loop.webhooks.wait_idle()
+    with failure_alerts() as alerts:
+        second = run_dag(DAG_ID)  # takes Loop's webhooks
+    actions = _loop_actions(sandbox)
+    if not sandbox.strict:  # lenient: processing never fails
+        assert first["actions"] == {"confirmed": len(processed)}
+        assert second["state"] == "success" and not alerts
+        assert all(actions[(rid, "process")] == 1 for rid in processed)
+        return
+    assert first["actions"] == {"confirmed": len(processed) - 1, "queued": 1}
+    assert second["state"] == "failed"
+    assert second["process_failed"] == [victim]
+    assert second["failed_actions"] == {"PROCESS_FAILED": [victim]}
+    [alert] = [a for a in alerts if "PROCESS_FAILED" in a]
+    assert victim in alert and "task=reconcile_and_act" in alert
+    assert _process_status(victim) == "failed"  # not recorded as done
+    assert sandbox.loop.get(victim)["state"] == "open"
+    # never re-sent, and the next run neither repeats the alert nor fails
+    third = run_dag(DAG_ID)
+    assert third["state"] == "success" and third["process_failed"] == []
+    assert third["failed_actions"] == {"PROCESS_FAILED": [victim]}  # still reported
+    assert all(_loop_actions(sandbox)[(rid, "process")] == 1 for rid in processed)
+
+
+def test_a_whole_window_of_loop_429s_mid_run_is_waited_out(pipeline_env: Any, run_dag: Any) -> None:
+    """Loop answers 429 (no Retry-After) to everything for one one-minute window, scaled to
+    0.6 s like the client's waits (RETURNS_SYNC_RETRY_WAIT_SCALE=0.01): the run still succeeds
+    and every action is sent exactly once."""
+    sandbox = pipeline_env
+    mix = {"exact": 0.5, "missing": 0.5}
+    truth, received = _sync_and_receive(sandbox, run_dag, 20, mix)
+    limit = sandbox.loop_rate_limit()
+    limit.window_seconds = 0.6
+    # the run reads each Loop return first; the storm begins among its Process/Flag calls
+    limit.arm_storm(after_requests=len(received) + 3)
+    before = sandbox.stats()["loop"]["faults"].get("rate_limited", 0)
+    summary = run_dag(DAG_ID)
+    assert summary["state"] == "success"
+    assert sandbox.stats()["loop"]["faults"].get("rate_limited", 0) > before
+    assert set(summary["actions"]) <= {"confirmed", "sent"}
+    actions = _loop_actions(sandbox)
+    for rid, fact in truth.returns.items():
+        if fact.consumer_return_id not in received or fact.expected_verdict is None:
+            continue
+        if fact.expected_verdict == "process":
+            assert actions[(rid, "process")] == 1, rid
+        elif fact.expected_verdict == "flag":
+            assert (actions[(rid, "flag")], actions[(rid, "note")]) == (1, 1), rid

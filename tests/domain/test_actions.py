@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from include.returns_sync.domain.actions import ActionSettings, act
+from include.returns_sync.domain.actions import (
+    PROCESS_FAILED,
+    ActionSettings,
+    act,
+    process_failed,
+)
 from include.returns_sync.models import LoopNote, LoopReturn
 from include.returns_sync.state import StateStore
 
@@ -81,11 +86,93 @@ def run(loop: FakeLoop, store: StateStore, verdict: str, state: str = "open", **
     )
 
 
-def test_process_is_sent_once_and_a_rerun_sends_nothing(store: StateStore) -> None:
+def test_process_answered_true_is_queued_not_done_until_loop_closes_the_return(
+    store: StateStore,
+) -> None:
     loop = FakeLoop()
-    assert run(loop, store, "process").outcome == "sent"
-    assert run(loop, store, "process").outcome == "already_done"
+    assert run(loop, store, "process").outcome == "queued"
+    assert store.actions_for("77")["process"].status == "queued"
+    assert run(loop, store, "process").outcome == "pending"  # still open: Loop is working on it
+    assert run(loop, store, "process", "closed").outcome == "confirmed"
+    assert store.actions_for("77")["process"].status == "sent"
+    assert run(loop, store, "process", "closed").outcome == "already_done"
     assert loop.calls == [("process", "77")]
+
+
+def test_a_queued_process_is_not_resent_within_the_settle_time(store: StateStore) -> None:
+    loop = FakeLoop()
+    run(loop, store, "process")
+    soon = datetime.now(UTC) + timedelta(minutes=29)
+    settle = timedelta(minutes=30)
+    assert run(loop, store, "process", now=lambda: soon, process_settle=settle).outcome == (
+        "pending"
+    )
+    assert loop.calls == [("process", "77")]
+
+
+def test_a_queued_process_still_open_after_the_settle_time_is_resent_once(
+    store: StateStore,
+) -> None:
+    loop = FakeLoop()
+    run(loop, store, "process")
+    later = datetime.now(UTC) + timedelta(minutes=31)
+    assert run(loop, store, "process", now=lambda: later).outcome == "queued"
+    # the re-sent Process settles from its own call: not sent a third time within 30 min of it
+    soon = datetime.now(UTC) + timedelta(minutes=29)
+    assert run(loop, store, "process", now=lambda: soon).outcome == "pending"
+    assert loop.calls == [("process", "77"), ("process", "77")]
+    assert store.actions_for("77")["process"].attempts == 2
+
+
+def test_a_process_never_confirmed_after_its_last_send_is_process_failed(
+    store: StateStore,
+) -> None:
+    loop = FakeLoop()
+    run(loop, store, "process")
+    moment = datetime.now(UTC)
+    for _ in range(2):
+        moment += timedelta(minutes=31)
+        assert run(loop, store, "process", now=lambda at=moment: at).outcome == "queued"
+    moment += timedelta(minutes=31)
+    outcome = run(loop, store, "process", now=lambda: moment)
+    assert (outcome.outcome, outcome.vendor_code) == ("failed", PROCESS_FAILED)
+    assert len(loop.calls) == 3
+    assert store.actions_for("77")["process"].status == "failed"
+
+
+def test_a_queued_process_whose_return_moved_to_review_is_process_failed(
+    store: StateStore,
+) -> None:
+    loop = FakeLoop()
+    run(loop, store, "process")
+    outcome = run(loop, store, "process", "review")
+    assert (outcome.outcome, outcome.vendor_code) == ("failed", PROCESS_FAILED)
+    action = store.actions_for("77")["process"]
+    assert (action.status, action.vendor_code) == ("failed", PROCESS_FAILED)
+
+
+def test_loop_reporting_processing_failed_makes_it_process_failed_never_resent(
+    store: StateStore,
+) -> None:
+    loop = FakeLoop()
+    run(loop, store, "process")
+    failed = process_failed(store, "77", store.actions_for("77")["process"], "Out of stock")
+    assert failed is not None and failed.vendor_code == PROCESS_FAILED
+    assert "Out of stock" in (store.actions_for("77")["process"].message or "")
+    later = datetime.now(UTC) + timedelta(hours=5)
+    outcome = run(loop, store, "process", now=lambda: later)
+    assert (outcome.outcome, outcome.vendor_code) == ("failed", PROCESS_FAILED)
+    assert loop.calls == [("process", "77")]
+
+
+def test_a_processing_failure_of_a_return_we_did_not_process_is_not_ours(
+    store: StateStore,
+) -> None:
+    assert process_failed(store, "78", None, None) is None
+    loop = FakeLoop()
+    run(loop, store, "process", "closed")  # refused: not open, recorded failed NOT_ACTIONABLE
+    assert process_failed(store, "77", store.actions_for("77")["process"], None) is None
+    assert store.actions_for("77")["process"].vendor_code == "NOT_ACTIONABLE"
 
 
 def test_flag_sends_the_flag_and_one_note(store: StateStore) -> None:
@@ -124,7 +211,7 @@ def test_an_unanswered_process_is_not_resent_while_loop_may_still_be_working(
 def test_an_unanswered_process_is_confirmed_by_a_closed_return(store: StateStore) -> None:
     loop = FakeLoop(fail_next=VendorFailure(502))
     run(loop, store, "process")
-    assert run(loop, store, "process", "closed").outcome == "already_done"
+    assert run(loop, store, "process", "closed").outcome == "confirmed"
     assert store.actions_for("77")["process"].status == "sent"
     assert loop.calls == [("process", "77")]
 
@@ -135,7 +222,7 @@ def test_an_unanswered_process_is_resent_once_it_has_settled_and_the_return_is_o
     loop = FakeLoop(fail_next=VendorFailure(None))
     run(loop, store, "process")
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert run(loop, store, "process", now=lambda: later).outcome == "sent"
+    assert run(loop, store, "process", now=lambda: later).outcome == "queued"
     assert loop.calls == [("process", "77"), ("process", "77")]
 
 
@@ -174,7 +261,7 @@ def test_an_authentication_error_fails_the_task_and_is_retried_later(store: Stat
     with pytest.raises(VendorFailure):
         run(loop, store, "process")
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert run(loop, store, "process", now=lambda: later).outcome == "sent"
+    assert run(loop, store, "process", now=lambda: later).outcome == "queued"
 
 
 def test_a_flag_whose_answer_was_lost_is_confirmed_by_review_and_its_note_still_written(

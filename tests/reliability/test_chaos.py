@@ -151,14 +151,6 @@ def loop_model(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def chaos_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_model: str) -> Any:
-    from include.returns_sync.domain import actions
-
-    @dataclass(frozen=True)
-    class NextPollActionSettings(actions.ActionSettings):
-        """A Process whose answer was lost is re-checked by the next run, not 30 min later."""
-
-        process_settle: timedelta = timedelta(0)
-
     with Sandbox(seed=SEED, strict=True) as sandbox:
         sandbox.loop.flag_moves_to_review = loop_model == "flag_reads_review"
         pipeline = Pipeline(sandbox, tmp_path, monkeypatch)
@@ -166,7 +158,8 @@ def chaos_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_model: 
         monkeypatch.setenv("RETURNS_SYNC_STALE_CLAIM_MINUTES", "0")
         monkeypatch.setenv("RETURNS_SYNC_BATCH_SIZE", "250")
         monkeypatch.setenv("RETURNS_SYNC_LOOP_PAGE_SIZE", "250")
-        monkeypatch.setattr(actions, "ActionSettings", NextPollActionSettings)
+        # A Process whose answer was lost is re-checked by the next run, not 30 min later.
+        monkeypatch.setenv("RETURNS_SYNC_PROCESS_SETTLE_MINUTES", "0")
         yield pipeline
 
 

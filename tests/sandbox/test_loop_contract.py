@@ -74,6 +74,8 @@ def loop_contracts(contracts_dir: Path) -> dict[str, dict[str, Any]]:
         "returns": _load(loop / "returns-api.openapi.yml"),
         "webhooks": _load(loop / "programmatic-webhooks-api.openapi.yml"),
         "label": _load(loop / "label-webhook.payload.yml"),
+        "return": _load(loop / "return-webhook.payload.yml"),
+        "processing": _load(loop / "return-processing-webhook.payload.yml"),
         "dispositions": _load(loop / "assess-dispositions.openapi.yml"),
     }
 
@@ -97,9 +99,11 @@ class Contract:
         self.schemas["Unauthorized"] = returns["components"]["responses"]["Unauthorized"][
             "content"
         ]["application/json"]["schema"]
-        self.label_payload = contracts["label"]["webhooks"]["labelWebhook"]["post"]["requestBody"][
-            "content"
-        ]["application/json"]["schema"]
+        self.label_payload = _payload_schema(contracts["label"], "labelWebhook")
+        self.return_payload = _payload_schema(contracts["return"], "returnWebhook")
+        self.processing_payload = _payload_schema(
+            contracts["processing"], "returnProcessingWebhook"
+        )
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.loop_api.session.request(method, self.loop_api.url + path, timeout=5, **kwargs)
@@ -127,6 +131,12 @@ class Contract:
         """The body is exactly the named component: valid, and carrying all its properties."""
         schema = {**strict(self.schemas[schema_name]), "components": {"schemas": self.schemas}}
         _validator(schema).validate(instance)
+
+
+def _payload_schema(contract: dict[str, Any], name: str) -> dict[str, Any]:
+    body = contract["webhooks"][name]["post"]["requestBody"]
+    schema: dict[str, Any] = body["content"]["application/json"]["schema"]
+    return schema
 
 
 def strict(schema: Any) -> Any:
@@ -375,3 +385,36 @@ def test_the_label_webhook_payload_matches_the_contract(
     payload = json.loads(delivery.body)
     _validator(strict(contract.label_payload)).validate(payload)
     assert payload["id"] == rid and isinstance(payload["id"], str)
+
+
+def test_the_return_closed_webhook_payload_matches_the_contract(
+    contract: Contract, webhook_receiver: WebhookReceiver
+) -> None:
+    backend = contract.loop_api.backend
+    backend.strict = True
+    backend.subscribe_in_admin("return", "return.closed", webhook_receiver.url)
+    rid = _seed(contract.loop_api)
+    contract.call("POST", f"/warehouse/return/{rid}/process")
+    contract.call("GET", "/warehouse/return/details", params={"return_id": rid})
+    [delivery] = webhook_receiver.wait_for(1)
+    payload = json.loads(delivery.body)
+    _validator(contract.return_payload).validate(payload)  # the contract's list is cut off
+    assert payload["trigger"] == "return.closed" and payload["state"] == "closed"
+
+
+def test_the_processing_failed_webhook_payload_matches_the_contract(
+    contract: Contract, webhook_receiver: WebhookReceiver
+) -> None:
+    backend = contract.loop_api.backend
+    backend.strict = True
+    backend.subscribe_in_admin(
+        "return.processing", "return.processing.failed", webhook_receiver.url
+    )
+    rid = _seed(contract.loop_api)
+    backend.fail_processing(rid)
+    contract.call("POST", f"/warehouse/return/{rid}/process")
+    contract.call("GET", "/warehouse/return/details", params={"return_id": rid})
+    [delivery] = webhook_receiver.wait_for(1)
+    payload = json.loads(delivery.body)
+    _validator(strict(contract.processing_payload)).validate(payload)
+    assert payload["return_id"] == int(rid)

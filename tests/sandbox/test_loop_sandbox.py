@@ -267,6 +267,70 @@ def test_process_is_queued_and_the_return_closes_after_the_delay(loop_api: LoopA
     assert details["updated_at"] > iso(NOW)
 
 
+def test_strict_processing_closes_the_return_later_and_sends_return_closed(
+    loop_api: LoopApi, webhook_receiver: WebhookReceiver
+) -> None:
+    backend = loop_api.backend
+    backend.strict, backend.process_delay = True, 60
+    backend.subscribe_in_admin("return", "return.closed", webhook_receiver.url)
+    rid = add(backend)
+    assert loop_api.post(f"/warehouse/return/{rid}/process").json() == "true"
+    assert (
+        loop_api.get("/warehouse/return/details", params={"return_id": rid}).json()["state"]
+        == "open"
+    )  # queued: Loop documents no "processing" state, the return still reads open
+    loop_api.clock.advance(timedelta(seconds=61))
+    assert backend.get(rid)["state"] == "closed"
+    [delivery] = webhook_receiver.wait_for(1)
+    payload = json.loads(delivery.body)
+    assert (payload["topic"], payload["trigger"], payload["id"], payload["state"]) == (
+        "return",
+        "return.closed",
+        int(rid),
+        "closed",
+    )
+
+
+def test_strict_processing_of_a_chosen_return_fails_and_sends_return_processing_failed(
+    loop_api: LoopApi, webhook_receiver: WebhookReceiver
+) -> None:
+    backend = loop_api.backend
+    backend.strict = True
+    backend.subscribe_in_admin(
+        "return.processing", "return.processing.failed", webhook_receiver.url
+    )
+    rid = add(backend)
+    backend.fail_processing(rid)
+    assert loop_api.post(f"/warehouse/return/{rid}/process").json() == "true"  # queued
+    assert backend.get(rid)["state"] == "open"  # processing failed: still open
+    assert backend.processing_failed == [rid]
+    [delivery] = webhook_receiver.wait_for(1)
+    payload = json.loads(delivery.body)
+    assert payload == {
+        "topic": "return.processing",
+        "trigger": "return.processing.failed",
+        "return_id": int(rid),
+        "return_state": "open",
+        "message": "The return could not be processed.",
+        "source": "api",
+    }
+    # a later Process is queued again and, no longer chosen to fail, closes the return
+    assert loop_api.post(f"/warehouse/return/{rid}/process").json() == "true"
+    assert backend.get(rid)["state"] == "closed"
+
+
+def test_lenient_processing_never_fails_and_sends_no_return_webhooks(
+    loop_api: LoopApi, webhook_receiver: WebhookReceiver
+) -> None:
+    backend = loop_api.backend
+    backend.subscribe_in_admin("return", "return.closed", webhook_receiver.url)
+    rid = add(backend)
+    backend.fail_processing(rid)  # a strict-only knob
+    loop_api.post(f"/warehouse/return/{rid}/process")
+    assert backend.get(rid)["state"] == "closed"
+    assert webhook_receiver.wait_for(1, timeout=0.3) == []
+
+
 def test_processing_a_closed_return_is_http_200_with_an_errors_body(loop_api: LoopApi) -> None:
     rid = add(loop_api.backend)
     loop_api.post(f"/warehouse/return/{rid}/process")

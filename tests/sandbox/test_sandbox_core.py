@@ -414,3 +414,63 @@ def test_the_command_line_serves_the_sandbox_until_terminated(tmp_path: Path) ->
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_loops_strict_fixed_window_refuses_until_the_minute_ends() -> None:
+    clock = FakeMonotonic()
+    limit = RateLimit(3, 60.0, retry_after=None, enabled=True, fixed_window=True, clock=clock)
+    assert [limit.admit() for _ in range(4)] == [True, True, True, False]
+    clock.now += 59.9  # a sliding window would not free a slot either; at 60 s both do
+    assert not limit.admit()
+    clock.now += 0.1
+    assert limit.admit()
+
+
+def test_the_sliding_window_frees_a_slot_as_the_oldest_request_ages_out() -> None:
+    clock = FakeMonotonic()
+    limit = RateLimit(2, 60.0, retry_after=None, enabled=True, clock=clock)
+    assert limit.admit()
+    clock.now += 30
+    assert limit.admit() and not limit.admit()
+    clock.now += 30  # the first request is a minute old: one slot again
+    assert limit.admit() and not limit.admit()
+
+
+def test_a_storm_refuses_everything_for_one_scaled_window_even_when_limits_are_off() -> None:
+    clock = FakeMonotonic()
+    limit = RateLimit.loop(enabled=False, window_seconds=0.6)
+    limit._clock = clock
+    limit.storm()
+    assert not limit.admit()
+    clock.now += 0.59
+    assert not limit.admit()
+    clock.now += 0.02
+    assert limit.admit()
+
+
+def test_an_armed_storm_starts_after_the_given_number_of_requests() -> None:
+    clock = FakeMonotonic()
+    limit = RateLimit(300, 1.0, retry_after=None, clock=clock)
+    limit.arm_storm(after_requests=2, seconds=1.0)
+    assert [limit.admit() for _ in range(4)] == [True, True, False, False]
+    clock.now += 1.0
+    assert limit.admit()
+
+
+def test_the_admin_api_puts_a_whole_window_storm_on_loop(sandbox: Sandbox) -> None:
+    admin = f"{sandbox.loop_host_url}/_sandbox/loop/rate-limit-storm"
+    reply = requests.post(admin, json={"window_seconds": 0.5}, timeout=5)
+    assert reply.json() == {"window_seconds": 0.5, "after_requests": 0}
+    headers = {"X-Authorization": sandbox.loop_api_key}
+    refused = requests.get(f"{sandbox.loop_url}/webhooks", headers=headers, timeout=5)
+    assert refused.status_code == 429 and "Retry-After" not in refused.headers
+    time.sleep(0.55)
+    assert requests.get(f"{sandbox.loop_url}/webhooks", headers=headers, timeout=5).ok

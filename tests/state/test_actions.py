@@ -111,7 +111,7 @@ def test_finishing_or_retrying_an_action_never_begun_is_an_error(store: StateSto
 
 def test_finish_action_refuses_intent_and_unknown_kinds(store: StateStore) -> None:
     store.begin_action("5001", "flag")
-    with pytest.raises(ValueError, match="status must be one of sent, failed, unknown"):
+    with pytest.raises(ValueError, match="status must be one of queued, sent, failed, unknown"):
         store.finish_action("5001", "flag", "intent")
     with pytest.raises(ValueError, match="action must be one of"):
         store.begin_action("5001", "refund")
@@ -136,3 +136,23 @@ def test_unfinished_decisions_are_those_whose_last_step_is_not_settled(
             if status != "intent":
                 store.finish_action(f"L{wid}", action, status)
     assert sorted(store.unfinished_decisions()) == [1, 3, 4]
+
+
+def test_a_queued_process_is_unfinished_until_it_is_confirmed_sent(store: StateStore) -> None:
+    store.record_decision(9001, verdict="process", loop_return_id="5001")
+    store.begin_action("5001", "process")
+    assert store.finish_action("5001", "process", "queued").status == "queued"
+    assert list(store.unfinished_decisions()) == [9001]  # Loop queued it; not done yet
+    assert store.finish_action("5001", "process", "sent").status == "sent"
+    assert store.unfinished_decisions() == {}
+
+
+def test_a_process_whose_processing_failed_is_finished_and_never_re_armed_as_sent(
+    store: StateStore,
+) -> None:
+    store.record_decision(9002, verdict="process", loop_return_id="5002")
+    store.begin_action("5002", "process")
+    store.finish_action("5002", "process", "queued")
+    failed = store.finish_action("5002", "process", "failed", "PROCESS_FAILED", "Loop said so")
+    assert (failed.status, failed.vendor_code) == ("failed", "PROCESS_FAILED")
+    assert store.unfinished_decisions() == {}  # reported, not carried: a person must look

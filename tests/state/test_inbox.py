@@ -79,7 +79,7 @@ def test_finished_events_are_no_longer_pending_or_claimable(
 
 
 def test_bad_inbox_input_is_rejected_naming_the_field(store: StateStore) -> None:
-    with pytest.raises(ValueError, match="source must be one of 'loop', 'whiplash'"):
+    with pytest.raises(ValueError, match="source must be one of 'loop', 'loop_return', 'whiplash'"):
         store.inbox_put("shopify", "k", "t", None, {})
     with pytest.raises(ValueError, match="dedup_key"):
         store.inbox_put("loop", "", "t", None, {})

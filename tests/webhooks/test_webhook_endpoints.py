@@ -47,6 +47,41 @@ def test_a_signed_loop_label_event_is_stored_before_the_200(webhook_server: Webh
     assert webhook_server.store.inbox_pending_count("loop") == 1
 
 
+def test_a_signed_loop_processing_failure_is_stored_for_the_receipts_dag(
+    webhook_server: WebhookServer,
+) -> None:
+    payload = {
+        "topic": "return.processing",
+        "trigger": "return.processing.failed",
+        "return_id": 48000001,
+        "return_state": "open",
+        "message": None,
+        "source": "api",
+    }
+    reply = webhook_server.loop(payload)
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    [row] = inbox_rows(webhook_server.store)
+    assert (row["source"], row["topic"], row["resource_id"], row["status"]) == (
+        "loop_return",
+        "return.processing.failed",
+        "48000001",
+        "new",
+    )
+    # the receipts DAG's inbox wakes; the RMA DAG's (label events) does not
+    assert webhook_server.store.inbox_pending_count("loop_return") == 1
+    assert webhook_server.store.inbox_pending_count("loop") == 0
+
+
+def test_a_signed_loop_return_closed_event_is_stored_for_the_receipts_dag(
+    webhook_server: WebhookServer,
+) -> None:
+    payload = {"topic": "return", "trigger": "return.closed", "id": 48000001, "state": "closed"}
+    reply = webhook_server.loop(payload)
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    assert webhook_server.store.inbox_pending_count("loop_return") == 1
+    assert webhook_server.loop(payload).json()["status"] == "duplicate"
+
+
 def test_a_signed_whiplash_event_is_stored_with_the_consumer_return_id(
     webhook_server: WebhookServer,
 ) -> None:
@@ -180,9 +215,9 @@ def test_one_vendors_signature_does_not_open_the_other_endpoint(
 def test_a_signed_but_malformed_payload_is_400_with_the_reason(
     webhook_server: WebhookServer,
 ) -> None:
-    reply = webhook_server.loop(label_payload(topic="return"))
+    reply = webhook_server.loop(label_payload(topic="restock"))
     assert reply.status_code == 400
-    assert reply.json()["detail"].startswith("topic: only the 'label' topic")
+    assert reply.json()["detail"].startswith("topic: only the 'label', 'return' and")
     reply = webhook_server.loop(b"[1,2,3]")
     assert reply.status_code == 400
     assert reply.json() == {"detail": "the body must be a JSON object, got a JSON array"}

@@ -60,7 +60,7 @@ def test_only_the_fields_we_use_are_kept_from_a_loop_payload() -> None:
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (label_payload(topic="return"), "topic: only the 'label' topic"),
+        (label_payload(topic="restock"), "topic: only the 'label', 'return' and"),
         (label_payload(trigger="return.created"), "trigger: Input should be"),
         ({**label_payload(), "id": None}, "id: must be an id"),
         (label_payload(return_id="48-001"), "id: must be a positive id"),
@@ -214,3 +214,91 @@ def test_needs_work_agrees_with_the_parser_for_events_read_back_from_the_inbox()
     for name in ("consumer_return.completed", "consumer_return.created"):
         event = parse_whiplash(body(consumer_return_payload(name)))
         assert needs_work("whiplash", event.topic, event.stored) == event.no_work_reason
+
+
+def processing_failed(**overrides: object) -> dict:
+    """Loop's `return.processing` payload (return-processing-webhook.payload.yml)."""
+    return {
+        "topic": "return.processing",
+        "trigger": "return.processing.failed",
+        "return_id": 48000001,
+        "return_state": "open",
+        "message": "The return could not be processed.",
+        "source": "api",
+        **overrides,
+    }
+
+
+def return_event(trigger: str = "return.closed", **overrides: object) -> dict:
+    """Loop's `return` topic payload, the fields we read plus some we do not keep."""
+    return {
+        "topic": "return",
+        "trigger": trigger,
+        "shop_id": 65432,
+        "id": 48000001,
+        "state": "closed",
+        "updated_at": "2026-03-10T12:00:00+00:00",
+        "customer": "jane@example.com",
+        **overrides,
+    }
+
+
+def test_a_processing_failure_is_stored_for_the_receipts_dag_with_loops_message() -> None:
+    event = parse_loop(body(processing_failed()))
+    assert (event.source, event.topic, event.resource_id, event.no_work_reason) == (
+        "loop_return",
+        "return.processing.failed",
+        "48000001",
+        None,
+    )
+    assert event.stored["message"] == "The return could not be processed."
+    assert event.dedup_key == "return.processing|return.processing.failed|48000001|open"
+
+
+def test_a_processing_failure_with_a_null_message_and_source_is_accepted() -> None:
+    event = parse_loop(body(processing_failed(message=None, source=None)))
+    assert event.stored["message"] is None and event.no_work_reason is None
+
+
+def test_return_closed_is_stored_for_the_receipts_dag_without_customer_data() -> None:
+    event = parse_loop(body(return_event()))
+    assert (event.source, event.topic, event.resource_id, event.no_work_reason) == (
+        "loop_return",
+        "return.closed",
+        "48000001",
+        None,
+    )
+    assert set(event.stored) == {"topic", "trigger", "id", "state", "updated_at"}
+
+
+def test_other_return_triggers_are_accepted_but_settle_nothing() -> None:
+    event = parse_loop(body(return_event("return.updated", state="open")))
+    assert event.no_work_reason == "return.updated does not settle a Process"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (processing_failed(trigger="return.processing.started"), "trigger: Input should be"),
+        (
+            {k: v for k, v in processing_failed().items() if k != "return_state"},
+            "return_state: Field required",
+        ),
+        ({**processing_failed(), "return_id": "abc"}, "return_id: must be a positive id"),
+        (processing_failed(message=12), "message: must be a string or null"),
+        ({k: v for k, v in return_event().items() if k != "id"}, "id: Field required"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_malformed_loop_return_event_is_rejected_with_a_reason(
+    payload: dict, reason: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_loop(body(payload))
+    assert reason in caught.value.reason
+
+
+def test_needs_work_agrees_with_the_parser_for_loop_return_events() -> None:
+    for payload in (processing_failed(), return_event(), return_event("return.updated")):
+        event = parse_loop(body(payload))
+        assert needs_work(event.source, event.topic, event.stored) == event.no_work_reason

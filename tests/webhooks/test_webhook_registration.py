@@ -54,12 +54,17 @@ def test_registration_subscribes_both_label_triggers_and_both_return_events(
     assert [(s.vendor, s.subscription, s.action) for s in steps] == [
         ("loop", "label/label.created", "create"),
         ("loop", "label/label.updated", "create"),
+        ("loop", "return/return.closed", "create"),
+        # not in the programmatic API's topic enum: Loop refuses it, a person adds it in admin
+        ("loop", "return.processing/return.processing.failed", "manual"),
         ("whiplash", "consumer_return.completed", "create"),
         ("whiplash", "consumer_return.status_changed", "create"),
     ]
+    assert "Loop Admin" in steps[3].note
     assert loop_subscriptions(connections) == {
         ("label", "label.created", LOOP_URL, "active"),
         ("label", "label.updated", LOOP_URL, "active"),
+        ("return", "return.closed", LOOP_URL, "active"),
     }
     assert whiplash_subscriptions(connections) == {
         ("consumer_return.completed", WHIPLASH_URL, True, 2),
@@ -67,13 +72,25 @@ def test_registration_subscribes_both_label_triggers_and_both_return_events(
     }
 
 
+def test_a_processing_subscription_made_in_loop_admin_is_recognised(
+    connections: Sandbox,
+) -> None:
+    made = connections.loop.subscribe_in_admin(
+        "return.processing", "return.processing.failed", LOOP_URL
+    )
+    steps = register(BASE, vendors=("loop",))
+    assert ("return.processing/return.processing.failed", "exists", str(made["id"])) in [
+        (s.subscription, s.action, s.existing_id) for s in steps
+    ]
+
+
 def test_registering_again_changes_nothing(connections: Sandbox) -> None:
     register(BASE)
     before = (loop_subscriptions(connections), whiplash_subscriptions(connections))
     steps = register(BASE)
-    assert {s.action for s in steps} == {"exists"}
+    assert {s.action for s in steps} == {"exists", "manual"}  # manual: the admin-only topic
     assert (loop_subscriptions(connections), whiplash_subscriptions(connections)) == before
-    assert len(connections.loop.subscriptions()) == 2
+    assert len(connections.loop.subscriptions()) == 3
     assert len(connections.whiplash.notifier.live_subscriptions()) == 2
 
 
@@ -99,7 +116,7 @@ def test_an_inactive_loop_subscription_of_ours_is_reactivated_and_others_are_lef
         }
     )
     steps = register(BASE, vendors=("loop",))
-    assert [(s.subscription, s.action, s.existing_id) for s in steps] == [
+    assert [(s.subscription, s.action, s.existing_id) for s in steps][:2] == [
         ("label/label.created", "create", None),
         ("label/label.updated", "activate", str(mine["id"])),
     ]
@@ -114,7 +131,7 @@ def test_the_cli_prints_the_plan_and_exits_zero(
     assert main(["--url", BASE, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "label/label.created" in out and "consumer_return.completed" in out
-    assert out.strip().endswith("4 subscription(s); would change 4.")
+    assert out.strip().endswith("6 subscription(s); would change 6.")
     assert connections.loop.subscriptions() == []
 
 
@@ -124,7 +141,7 @@ def test_the_cli_refuses_a_plain_http_url_unless_told_it_is_local(
     assert main(["--url", "http://airflow.example.com"]) == 1
     assert "--url must use https" in capsys.readouterr().err
     assert main(["--url", "http://127.0.0.1:8080", "--allow-http", "--only", "loop"]) == 0
-    assert len(connections.loop.subscriptions()) == 2
+    assert len(connections.loop.subscriptions()) == 3  # the label triggers and return.closed
 
 
 @pytest.mark.parametrize(

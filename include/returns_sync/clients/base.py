@@ -365,7 +365,11 @@ class VendorHook(HttpHook):
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: one cheap authenticated read, a message without secrets."""
         probe_policy = RetryPolicy(
-            max_attempts=2, base_seconds=0.2, max_seconds=1.0, retry_after_cap_seconds=2.0
+            max_attempts=2,
+            base_seconds=0.2,
+            max_seconds=1.0,
+            retry_after_cap_seconds=2.0,
+            rate_limit_budget_seconds=0.0,  # the UI's button answers now, not after a minute
         )
         try:
             self._probe(probe_policy)

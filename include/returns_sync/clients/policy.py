@@ -5,6 +5,12 @@ Retry policy (`RetryPolicy`, built on tenacity):
 - Waits with jittered exponential backoff ("full jitter": a random wait up to
   `base * 2**attempt`, capped at `max_seconds`), except that a `Retry-After` header wins when the
   vendor sends one (Whiplash does on 429; Loop documents none).
+- A 429 without `Retry-After` (Loop: 300 requests per minute per key, a one-minute window, no
+  header) is waited out: past `max_attempts` the request is tried again, with growing waits
+  ("equal jitter", at most `rate_limit_max_wait_seconds` each, every wait logged), until
+  `rate_limit_budget_seconds` (75 s: a whole window and a margin) of waiting are used up; then
+  the 429 is raised, with an ERROR log that says so. A storm of up to a minute is thus absorbed
+  inside the task instead of failing it.
 - Never blindly re-sends a non-idempotent request (an RMA create, a Loop process/flag/note, a
   webhook registration). Such a request is retried only when the failure proves the vendor did
   not act on it (429, 503 with Retry-After, a connection that failed before the request was
@@ -68,6 +74,48 @@ class RetryAfterOrBackoff(wait_base):
         return ceiling * self.rng()
 
 
+def unhinted_rate_limit(error: BaseException | None) -> bool:
+    """A 429 that says nothing about when to come back (Loop's)."""
+    return (
+        isinstance(error, VendorError)
+        and error.status == 429
+        and getattr(error, "retry_after", None) is None
+    )
+
+
+class RateLimitStorm(wait_base):
+    """Waits through a 429 storm without Retry-After; other failures use `fallback`.
+
+    Equal jitter (half fixed, half random) so each wait makes progress through the window, at
+    most `max_wait` each, never past what is left of `budget` (seconds waited so far are
+    tenacity's `idle_for`).
+    """
+
+    def __init__(
+        self,
+        fallback: RetryAfterOrBackoff,
+        base_seconds: float,
+        max_wait: float,
+        budget: float,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.fallback = fallback
+        self.base_seconds = base_seconds
+        self.max_wait = max_wait
+        self.budget = budget
+        self.rng = rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if not unhinted_rate_limit(error) or self.budget <= 0:
+            return self.fallback(retry_state)
+        attempt = retry_state.attempt_number
+        ceiling = min(self.max_wait, self.base_seconds * 2 ** max(0, attempt - 1))
+        wait = ceiling * (0.5 + 0.5 * self.rng())
+        left = max(0.0, self.budget - retry_state.idle_for)
+        return min(wait, left)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry a vendor call. Immutable; one instance can be shared.
@@ -79,12 +127,26 @@ class RetryPolicy:
     base_seconds: float = 0.5
     max_seconds: float = 30.0
     retry_after_cap_seconds: float = 60.0
+    #: Total waiting allowed through a storm of 429s without Retry-After (Loop's one-minute
+    #: window, plus a margin); 0 turns the storm handling off (then `max_attempts` rules).
+    rate_limit_budget_seconds: float = 75.0
+    #: The longest single wait within such a storm (the window is probed at least this often).
+    rate_limit_max_wait_seconds: float = 15.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    #: A hard stop even within the budget (waits of zero would otherwise never use it up).
+    MAX_STORM_ATTEMPTS = 100
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
-        for name in ("base_seconds", "max_seconds", "retry_after_cap_seconds"):
+        for name in (
+            "base_seconds",
+            "max_seconds",
+            "retry_after_cap_seconds",
+            "rate_limit_budget_seconds",
+            "rate_limit_max_wait_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"RetryPolicy.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -98,8 +160,41 @@ class RetryPolicy:
             base_seconds=0.0,
             max_seconds=0.0,
             retry_after_cap_seconds=0.0 if sleep is None else 3600.0,
+            rate_limit_budget_seconds=0.0,
             sleep=sleep or (lambda _seconds: None),
         )
+
+    def scaled(self, factor: float) -> RetryPolicy:
+        """The same policy with every wait and budget multiplied by `factor` (tests shrink time)."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            base_seconds=self.base_seconds * factor,
+            max_seconds=self.max_seconds * factor,
+            retry_after_cap_seconds=self.retry_after_cap_seconds * factor,
+            rate_limit_budget_seconds=self.rate_limit_budget_seconds * factor,
+            rate_limit_max_wait_seconds=self.rate_limit_max_wait_seconds * factor,
+            sleep=self.sleep,
+        )
+
+    def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
+        """Stop after `max_attempts`, except while a 429 storm's waiting budget lasts."""
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        attempt = retry_state.attempt_number
+        if attempt < self.max_attempts:
+            return False
+        if not unhinted_rate_limit(error) or self.rate_limit_budget_seconds <= 0:
+            return True
+        spent = retry_state.idle_for
+        if spent < self.rate_limit_budget_seconds and attempt < self.MAX_STORM_ATTEMPTS:
+            return False
+        log.error(
+            "Still rate limited (429 without Retry-After) after waiting %.1fs over %d attempts "
+            "(budget %.0fs, RetryPolicy.rate_limit_budget_seconds); giving up",
+            spent,
+            attempt,
+            self.rate_limit_budget_seconds,
+        )
+        return True
 
     def should_retry(self, error: BaseException, *, idempotent: bool) -> bool:
         """Retry transient failures; for a non-idempotent request only when not applied."""
@@ -116,15 +211,20 @@ class RetryPolicy:
         failed after it may have been applied.
         """
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=RetryAfterOrBackoff(
-                self.base_seconds, self.max_seconds, self.retry_after_cap_seconds
+            stop=self._stop,
+            wait=RateLimitStorm(
+                RetryAfterOrBackoff(
+                    self.base_seconds, self.max_seconds, self.retry_after_cap_seconds
+                ),
+                self.base_seconds,
+                self.rate_limit_max_wait_seconds,
+                self.rate_limit_budget_seconds,
             ),
             retry=tenacity.retry_if_exception(
                 lambda error: self.should_retry(error, idempotent=idempotent)
             ),
             sleep=self.sleep,
-            before_sleep=lambda state: _log_retry(state, describe, self.max_attempts),
+            before_sleep=lambda state: _log_retry(state, describe, self),
             reraise=True,
         )
         try:
@@ -140,15 +240,26 @@ class RetryPolicy:
             raise
 
 
-def _log_retry(state: tenacity.RetryCallState, describe: str, max_attempts: int) -> None:
+def _log_retry(state: tenacity.RetryCallState, describe: str, policy: RetryPolicy) -> None:
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
+    if unhinted_rate_limit(error) and policy.rate_limit_budget_seconds > 0:
+        log.warning(
+            "%s rate limited (429 without Retry-After); attempt %d, waiting %.2fs "
+            "(%.1fs of the %.0fs rate-limit budget used)",
+            describe or "vendor call",
+            state.attempt_number,
+            wait,
+            state.idle_for,
+            policy.rate_limit_budget_seconds,
+        )
+        return
     log.warning(
         "%s failed (%s); attempt %d of %d, retrying in %.2fs",
         describe or "vendor call",
         getattr(error, "message", type(error).__name__),
         state.attempt_number,
-        max_attempts,
+        policy.max_attempts,
         wait,
     )
 

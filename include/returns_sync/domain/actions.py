@@ -18,9 +18,16 @@ every call is guarded by a durable record (`loop_actions`, unique per return and
    person must look; it is reported on every run but never re-sent. An authentication error
    (401/403) fails the task instead, so the operator is alerted and fixes the key.
 
-Process is asynchronous at Loop: `true` means queued. An unconfirmed process intent on a
-return that is still `open` is re-sent only after `process_settle` has passed, so a queued
-process is not queued again while Loop works on it.
+Process is asynchronous at Loop: `true` means queued, so a Process so answered is recorded
+`queued`, not done. It becomes `sent` (done) only on evidence that Loop finished it: the return
+reads `closed` (re-read right after the run's Processes, or by a later run) or a `return.closed`
+webhook arrives. It becomes `failed` with code `PROCESS_FAILED` (reported, alerted, never
+re-sent) when Loop says processing failed (a `return.processing.failed` webhook), when the
+return moved to `review` instead of closing, or when it is still not closed `process_settle`
+after the last of `process_max_sends` Process calls Loop acknowledged. An unconfirmed Process (`queued`, or
+`unknown`/`intent`: no answer) on a return that is still `open` is re-sent only after
+`process_settle` (`RETURNS_SYNC_PROCESS_SETTLE_MINUTES`, default 30) since its last call, so
+a queued Process is never queued twice within that time.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ from include.returns_sync.models import LoopNote, LoopReturn
 PROCESS = "process"
 FLAG = "flag"
 NOTE = "note"
+#: The vendor code of a Process Loop accepted but could not carry out (or never confirmed).
+PROCESS_FAILED = "PROCESS_FAILED"
+#: Statuses of a Process that may still be running at Loop (or may never have arrived).
+UNCONFIRMED = ("intent", "queued", "unknown")
 
 
 class LoopActions(Protocol):
@@ -63,16 +74,23 @@ class ActionOutcome:
 
     loop_return_id: str
     verdict: str
-    outcome: str  # sent | already_done | not_actionable | pending | failed | unknown | dry_run
+    # sent | queued | confirmed | already_done | not_actionable | pending | failed | unknown |
+    # dry_run ("queued": Loop accepted a Process; "confirmed": a queued Process is now closed)
+    outcome: str
     loop_state: str | None = None
     vendor_code: str | None = None
     message: str | None = None
+    #: True when this reports an outcome recorded by an earlier run (e.g. a failure already
+    #: alerted on), False when it happened now.
+    repeat: bool = False
 
 
 @dataclass(frozen=True)
 class ActionSettings:
     dry_run: bool = False
     process_settle: timedelta = timedelta(minutes=30)
+    #: Process calls (the first included) before an unconfirmed Process is PROCESS_FAILED.
+    process_max_sends: int = 3
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -112,8 +130,13 @@ def send_under_intent(
     call: Callable[[], None],
     rejected: type[Exception],
     vendor_error: type[Exception],
+    accepted: str = "sent",
 ) -> tuple[str, str | None, str | None]:
-    """Make one Loop call under an intent; record and return (status, vendor code, message)."""
+    """Make one Loop call under an intent; record and return (status, vendor code, message).
+
+    `accepted` is what Loop's `true` means: `sent` (done), or `queued` for an asynchronous
+    Process.
+    """
     try:
         call()
     except rejected as exc:  # HTTP 200 with an errors body: Loop refused, nothing happened
@@ -128,8 +151,8 @@ def send_under_intent(
         outcome = "failed" if status in (400, 404, 422) else "unknown"
         store.finish_action(loop_return_id, action, outcome, str(status or ""), str(exc)[:500])
         return outcome, str(status or ""), str(exc)
-    store.finish_action(loop_return_id, action, "sent")
-    return "sent", None, None
+    store.finish_action(loop_return_id, action, accepted)
+    return accepted, None, None
 
 
 def _process(
@@ -146,18 +169,35 @@ def _process(
         previous = claim.action
         if previous.status == "sent":
             return ActionOutcome(rid, PROCESS, "already_done", current.state)
-        if previous.status == "failed":  # Loop refused it: a person must look, we do not repeat
+        if previous.status == "failed":  # refused, or processing failed: a person must look
             return ActionOutcome(
-                rid, PROCESS, "failed", current.state, previous.vendor_code, previous.message
+                rid,
+                PROCESS,
+                "failed",
+                current.state,
+                previous.vendor_code,
+                previous.message,
+                repeat=True,
             )
-        if current.state == "closed":  # evidence that our earlier, unconfirmed call worked
-            store.finish_action(rid, PROCESS, "sent", message="confirmed: Loop state closed")
-            return ActionOutcome(rid, PROCESS, "already_done", current.state)
+        settled = settle_process(store, rid, current.state, previous)
+        if settled is not None:
+            return settled
         if not current.is_open:
             return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
-        recent = settings.now() - previous.updated_at < settings.process_settle
-        if previous.status in ("intent", "unknown") and recent:
+        if settings.now() - previous.updated_at < settings.process_settle:
             return ActionOutcome(rid, PROCESS, "pending", current.state)
+        # Loop acknowledged our last Process ("queued") and, `process_max_sends` calls on, has
+        # still not closed the return: stop and have a person look. (An unanswered call is no
+        # evidence that Loop had it: it is re-sent after settling, without this limit.)
+        if previous.status == "queued" and previous.attempts >= settings.process_max_sends:
+            minutes = int(settings.process_settle.total_seconds() // 60)
+            return _process_failed(
+                store,
+                rid,
+                current.state,
+                f"Loop did not close the return within {minutes} min of our last "
+                f"({previous.attempts}) Process call",
+            )
         claim = store.retry_action(rid, PROCESS, seen_attempts=previous.attempts)
         if not claim.created:
             return ActionOutcome(rid, PROCESS, "pending", current.state)
@@ -165,9 +205,63 @@ def _process(
         store.finish_action(rid, PROCESS, "failed", "NOT_ACTIONABLE", f"state {current.state}")
         return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
     status, code, message = send_under_intent(
-        store, rid, PROCESS, lambda: loop.process_return(rid), rejected, vendor_error
+        store,
+        rid,
+        PROCESS,
+        lambda: loop.process_return(rid),
+        rejected,
+        vendor_error,
+        accepted="queued",
     )
     return ActionOutcome(rid, PROCESS, status, current.state, code, message)
+
+
+def settle_process(
+    store: ActionStore, loop_return_id: str, loop_state: str | None, previous: Any
+) -> ActionOutcome | None:
+    """Settle an unconfirmed Process of ours from the return's Loop state; None: still open.
+
+    `closed` proves it (confirmed); `review` means Loop did not carry it out (processing fails
+    leave the return `open` or `review`, and we never flag a return we process): PROCESS_FAILED.
+    """
+    if previous is None or previous.status not in UNCONFIRMED:
+        return None
+    if loop_state == "closed":
+        store.finish_action(loop_return_id, PROCESS, "sent", message="confirmed: Loop state closed")
+        return ActionOutcome(loop_return_id, PROCESS, "confirmed", loop_state)
+    if loop_state == "review" and previous.status == "queued":
+        return _process_failed(
+            store,
+            loop_return_id,
+            loop_state,
+            "Loop moved the return to review instead of closing it",
+        )
+    return None
+
+
+def process_failed(
+    store: ActionStore, loop_return_id: str, previous: Any, message: str | None
+) -> ActionOutcome | None:
+    """Loop reported that processing failed (`return.processing.failed`): record PROCESS_FAILED.
+
+    Only an unconfirmed Process of ours is marked (a failure of a processing someone else
+    started in Loop admin, or of a return we never processed, is not ours to report); None then.
+    """
+    if previous is None or previous.status not in UNCONFIRMED:
+        return None
+    text = (
+        f"Loop reported processing failed: {message}"
+        if message
+        else "Loop reported processing failed"
+    )
+    return _process_failed(store, loop_return_id, None, text)
+
+
+def _process_failed(
+    store: ActionStore, loop_return_id: str, loop_state: str | None, message: str
+) -> ActionOutcome:
+    store.finish_action(loop_return_id, PROCESS, "failed", PROCESS_FAILED, message[:500])
+    return ActionOutcome(loop_return_id, PROCESS, "failed", loop_state, PROCESS_FAILED, message)
 
 
 def _flag(

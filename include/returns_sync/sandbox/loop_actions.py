@@ -5,6 +5,14 @@ quirks: an action the return's state forbids answers HTTP 200 with an error body
 JSON string "true", Get Notes answers 422 when there are none, and Process is queued (the return
 closes `process_delay` seconds later, applied by `_settle` on the next read). Every action call,
 failed or not, is logged as an `Action`.
+
+Strict (`LoopBackend.strict`, see strict.py): when queued processing finishes the return closes
+and Loop's `return` topic sends `return.closed`; for the returns chosen with
+`fail_processing(return_id)` processing fails instead: the return stays `open` and the
+`return.processing` topic sends `return.processing.failed` (its only trigger, per the contract;
+there is no webhook for "processing started", and a return being processed still reads `open`,
+the only states Loop documents being open/closed/cancelled/expired/review). Lenient: processing
+always succeeds and sends nothing, as before.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.returns_sync.sandbox.common import SandboxClock
 from include.returns_sync.sandbox.loop_records import (
@@ -36,6 +44,8 @@ DISPOSITION_FIELDS = (
     "note",
     "inspected_at",
 )
+#: Loop's failure message "may be generic": the sandbox sends a generic one.
+PROCESSING_FAILED_MESSAGE = "The return could not be processed."
 FOREIGN_LINE_ITEM = "One or more line items do not belong to the authenticated shop."
 
 
@@ -57,6 +67,26 @@ class LoopActionsMixin:
     _actions: list[Action]
     _note_ids: Iterator[int]
     _dispositions: dict[int, dict[str, Any]]
+    _processing_fails: set[str]
+    #: Returns whose queued processing failed, in order (the sandbox's truth for tests and demo).
+    processing_failed: list[str]
+    strict: bool
+
+    if TYPE_CHECKING:  # provided by LoopWebhooksMixin (a stub here would shadow it)
+
+        def _notify_return(self, record: ReturnRecord, trigger: str) -> None: ...
+        def _notify_processing_failed(self, record: ReturnRecord, message: str | None) -> None: ...
+
+    def fail_processing(self, return_id: str, fail: bool = True) -> None:
+        """Strict: the next queued processing of this return fails (admin/test knob)."""
+        with self._lock:
+            record = self._returns.get(str(return_id))
+            if record is None:
+                raise LoopError(404, NOT_FOUND)
+            if fail:
+                self._processing_fails.add(record.id)
+            else:
+                self._processing_fails.discard(record.id)
 
     def act(self, return_id: str, action: str) -> Any:
         """Process, flag, cancel or close; returns the 200 body ("true" or an error object)."""
@@ -203,10 +233,16 @@ class LoopActionsMixin:
         now = self.clock.now()
         if record.process_due_at is not None and now >= record.process_due_at:
             record.process_due_at = None
-            if record.state == "open":
+            if record.state == "open" and self.strict and record.id in self._processing_fails:
+                self._processing_fails.discard(record.id)
+                self.processing_failed.append(record.id)
+                self._notify_processing_failed(record, PROCESSING_FAILED_MESSAGE)
+            elif record.state == "open":
                 record.state = "closed"
                 record.updated_at = now
                 record.closed_at = now
+                if self.strict:
+                    self._notify_return(record, "return.closed")
         if (
             self.expire_after_days is not None
             and record.state == "open"

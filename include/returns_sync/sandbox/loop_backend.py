@@ -89,6 +89,8 @@ class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
         self._subscriptions: dict[int, Subscription] = {}
         self._actions: list[Action] = []
         self._dispositions: dict[int, dict[str, Any]] = {}
+        self._processing_fails: set[str] = set()
+        self.processing_failed: list[str] = []
         self._return_ids = itertools.count(first_return_id)
         self._order_ids = itertools.count(7_100_001)
         self._line_item_ids = itertools.count(910_000_001)

@@ -1,7 +1,9 @@
 """Webhook subscriptions and signed `label` webhooks of the Loop simulator.
 
 `LoopWebhooksMixin` gives `LoopBackend` the `/webhooks` CRUD and `_notify_label`: on a label
-change every active `label` subscription for that trigger gets a POST of `label_payload`,
+change every active `label` subscription for that trigger gets a POST of `label_payload`
+(likewise `_notify_return` with `return_payload` for the `return` topic, and
+`_notify_processing_failed` with `processing_failed_payload` for `return.processing`),
 serialised like Loop's PHP backend (`_php_json`) and signed with `X-Loop-Signature`, sent from
 `common.WebhookDispatcher`'s background thread so the API never waits on a receiver.
 """
@@ -81,22 +83,46 @@ class LoopWebhooksMixin:
             raise LoopError(404, NOT_FOUND)
         return sub
 
+    def subscribe_in_admin(self, topic: str, trigger: str, url: str) -> dict[str, Any]:
+        """A subscription made in Loop Admin > Developer Tools (admin/test knob).
+
+        The programmatic API's topic enum has no `return.processing` (its contract lists
+        return, label, restock, label.request, giftcard, happy.returns.shipment), so that
+        topic is subscribed here, as a merchant would in Loop's admin.
+        """
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        with self._lock:
+            sub = Subscription(next(self._webhook_ids), self.shop_id, topic, trigger, url, "active")
+            self._subscriptions[sub.id] = sub
+            return sub.to_dict()
+
     def _notify_label(self, record: ReturnRecord, trigger: str) -> None:
+        self._notify("label", trigger, label_payload(record, trigger, self.shop_id))
+
+    def _notify_return(self, record: ReturnRecord, trigger: str) -> None:
+        self._notify("return", trigger, return_payload(record, trigger, self.shop_id))
+
+    def _notify_processing_failed(self, record: ReturnRecord, message: str | None) -> None:
+        trigger = "return.processing.failed"
+        self._notify("return.processing", trigger, processing_failed_payload(record, message))
+
+    def _notify(self, topic: str, trigger: str, payload: Mapping[str, Any]) -> None:
         targets = [
             s
             for s in self._subscriptions.values()
-            if s.status == "active" and s.topic == "label" and s.trigger == trigger
+            if s.status == "active" and s.topic == topic and s.trigger == trigger
         ]
         if not targets:
             return
-        body = _php_json(label_payload(record, trigger, self.shop_id))
+        body = _php_json(payload)
         headers = {
             "Content-Type": "application/json",
             "X-Loop-Signature": sign_loop(self.webhook_secret, body),
             "User-Agent": "Loop-Webhooks/1.0 (sandbox)",
         }
         for sub in targets:
-            self.webhooks.submit(sub.url, body, headers, topic=f"label/{trigger}")
+            self.webhooks.submit(sub.url, body, headers, topic=f"{topic}/{trigger}")
 
 
 def label_payload(record: ReturnRecord, trigger: str, shop_id: int) -> dict[str, Any]:
@@ -115,6 +141,40 @@ def label_payload(record: ReturnRecord, trigger: str, shop_id: int) -> dict[str,
             record.label_updated_at.isoformat() if record.label_updated_at else None
         ),
         "shipment_id": f"shp_{record.id}",
+    }
+
+
+def return_payload(record: ReturnRecord, trigger: str, shop_id: int) -> dict[str, Any]:
+    """The `return` topic payload (return-webhook.payload.yml, the fields up to its cut-off);
+    ids are integers here, as in Loop's details and webhooks."""
+    return {
+        "topic": "return",
+        "trigger": trigger,
+        "shop_id": shop_id,
+        "id": int(record.id),
+        "state": record.state,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "edited_at": None,
+        "total": record.total,
+        "outcome": record.outcome,
+        "order_id": int(record.order_id),
+        "order_name": record.order_name,
+        "provider_order_id": record.provider_order_id,
+        "currency": record.currency,
+    }
+
+
+def processing_failed_payload(record: ReturnRecord, message: str | None) -> dict[str, Any]:
+    """The `return.processing` payload (return-processing-webhook.payload.yml): every field is
+    required, `message` may be null or generic, `source` says who asked for the processing."""
+    return {
+        "topic": "return.processing",
+        "trigger": "return.processing.failed",
+        "return_id": int(record.id),
+        "return_state": record.state,
+        "message": message,
+        "source": "api",
     }
 
 

@@ -121,6 +121,7 @@ class Sandbox:
         clock: SandboxClock | None = None,
         loop_webhook_secret: str = "sandbox-loop-webhook-secret",
         strict: bool | None = None,
+        loop_rate_window_seconds: float = 60.0,
     ) -> None:
         from include.returns_sync.sandbox.whiplash import WhiplashBackend, build_whiplash_app
 
@@ -146,6 +147,8 @@ class Sandbox:
         self._next_order = 1001
         self._received: set[int] = set()
         self._loop_gate = self._gate(build_loop_app(self.loop), "loop", rate_limits, faults)
+        self._loop_gate.rate_limit = RateLimit.loop(rate_limits, loop_rate_window_seconds)
+        self._loop_gate.rate_limit.fixed_window = strict  # strict: Loop's one-minute window
         self._whiplash_gate = self._gate(
             build_whiplash_app(self.whiplash), "whiplash", rate_limits, faults
         )
@@ -240,6 +243,11 @@ class Sandbox:
         """Switch both simulators between the lenient and the strict reading (see `strict.py`)."""
         self.loop.strict = strict
         self.whiplash.strict = strict
+        self._loop_gate.rate_limit.fixed_window = strict  # Loop's one-minute window
+
+    def loop_rate_limit(self) -> RateLimit:
+        """Loop's limiter: `storm()`, `arm_storm()`, `window_seconds` (scale it for tests)."""
+        return self._loop_gate.rate_limit
 
     # ----------------------------------------------------------------- chaos controls
 

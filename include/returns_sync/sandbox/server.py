@@ -91,6 +91,49 @@ def add_admin_routes(app: FastAPI, sandbox: Sandbox) -> None:
         sandbox.set_strict(enabled)
         return JSONResponse({"strict": sandbox.strict})
 
+    @router.post("/loop/rate-limit-storm")
+    async def rate_limit_storm(request: Request) -> Response:
+        """Loop answers 429 to everything for `seconds` (default: one window), now or after
+        `after_requests` more requests; `window_seconds` rescales Loop's window first."""
+        body = await _body(request)
+        limit = sandbox.loop_rate_limit()
+        window, seconds = body.get("window_seconds"), body.get("seconds")
+        after = body.get("after_requests", 0)
+        numbers = [v for v in (window, seconds) if v is not None]
+        if not all(isinstance(v, int | float) and v > 0 for v in numbers) or not (
+            isinstance(after, int) and after >= 0
+        ):
+            return _bad("window_seconds and seconds must be > 0, after_requests >= 0")
+        if window is not None:
+            limit.window_seconds = float(window)
+        limit.arm_storm(after, None if seconds is None else float(seconds))
+        return JSONResponse({"window_seconds": limit.window_seconds, "after_requests": after})
+
+    @router.post("/loop/fail-processing")
+    async def fail_processing(request: Request) -> Response:
+        """Strict: the next queued processing of `return_id` fails (`"fail": false` undoes it)."""
+        body = await _body(request)
+        return_id, fail = body.get("return_id"), body.get("fail", True)
+        if not isinstance(return_id, str | int) or not isinstance(fail, bool):
+            return _bad('body must be {"return_id": "<id>", "fail": true|false}')
+        try:
+            sandbox.loop.fail_processing(str(return_id), fail)
+        except LoopError as exc:
+            return JSONResponse(exc.body, status_code=exc.status)
+        return JSONResponse({"return_id": str(return_id), "fail": fail})
+
+    @router.post("/loop/admin-webhooks")
+    async def admin_webhook(request: Request) -> Response:
+        """A Loop subscription made in Loop Admin (any topic, e.g. `return.processing`)."""
+        body = await _body(request)
+        topic, trigger, url = body.get("topic"), body.get("trigger"), body.get("url")
+        if not all(isinstance(v, str) and v for v in (topic, trigger, url)):
+            return _bad('body must be {"topic": ..., "trigger": ..., "url": ...}')
+        try:
+            return JSONResponse(sandbox.loop.subscribe_in_admin(topic, trigger, url))
+        except ValueError as exc:
+            return _bad(str(exc))
+
     @router.get("/stats")
     def stats() -> Response:
         return JSONResponse(sandbox.stats())

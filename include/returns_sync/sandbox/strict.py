@@ -10,8 +10,8 @@ on the harsher reading of each open point:
 | --- | --- | --- |
 | Loop | Return Details carry the label fields | Details carry no `label_status`, `carrier`, `tracking_number`, `label_url` (as Loop's documented example) |
 | Loop | line items carry the return's outcome | line items say `outcome: "default"` (= the return's outcome) |
-| Loop | Process closes the return | Process is queued: the return moves through `return.processing` and closes later, or its processing fails |
-| Loop | a 429 ends when the sliding window frees a slot | a 429 storm lasts until Loop's one-minute window ends (scaled sandbox time in tests) |
+| Loop | Process closes the return (on the next read after `process_delay`), no webhook | Process is queued: the return still reads `open`; when processing finishes it closes and `return.closed` (topic `return`) is sent, or, for returns chosen with `fail_processing(id)` (admin `POST /_sandbox/loop/fail-processing`), processing fails: the return stays `open` and `return.processing.failed` (topic `return.processing`) is sent |
+| Loop | a 429 ends when the sliding window frees a slot | a fixed one-minute window: once the limit is reached, 429 until the window ends (`RateLimit.fixed_window`; `window_seconds` scales it, `storm()`/`arm_storm()` or `POST /_sandbox/loop/rate-limit-storm` make a whole-window storm in either mode) |
 | Whiplash | `per_page` capped at 250, `Per-Page` header sent | `per_page` silently capped at 50, no page-size header |
 | Whiplash | a client-credentials token may write | a token granted without `scope` is read-only; `app_manage` must be asked for |
 | Whiplash | a refresh token is spent when presented | a refresh token is revoked once its successor is used (presented, or its access token used), with every other successor; until then it may be presented again (see `whiplash_oauth.py`) |

@@ -35,7 +35,7 @@ from include.returns_sync.state.records import (
 )
 from include.returns_sync.state.schema import decisions, loop_actions
 
-_FINISHED = (ActionStatus.SENT, ActionStatus.FAILED, ActionStatus.UNKNOWN)
+_FINISHED = (ActionStatus.QUEUED, ActionStatus.SENT, ActionStatus.FAILED, ActionStatus.UNKNOWN)
 
 
 def _decision(row: RowMapping) -> Decision:
@@ -146,9 +146,10 @@ class ActionsMixin(StoreBase):
     def unfinished_decisions(self, limit: int = 500) -> dict[int, Decision]:
         """Process/flag decisions whose Loop action is not finished, oldest first.
 
-        Finished means: the last step was sent (`process`, or the flag's `note`), or a step was
-        refused (`failed` is final). Everything else — no action yet, an `intent` left by a
-        crash, an `unknown` outcome — must be carried on by a later run, whatever its window.
+        Finished means: the last step was sent (`process` confirmed closed, or the flag's
+        `note`), or a step was refused or its processing failed (`failed` is final). Everything
+        else — no action yet, an `intent` left by a crash, an `unknown` outcome, a `queued`
+        Process Loop has not closed yet — must be carried on by a later run, whatever its window.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -292,7 +293,8 @@ class ActionsMixin(StoreBase):
         vendor_code: str | None = None,
         message: str | None = None,
     ) -> LoopAction:
-        """Record how the Loop call ended: `sent`, `failed` or `unknown` (outcome not known).
+        """Record how the Loop call ended: `sent`, `failed` or `unknown` (outcome not known), or
+        `queued` for a Process Loop accepted but has not finished (`sent` once it is closed).
 
         `sent` is final: repeating it is a no-op; trying to turn it into anything else raises.
         """
@@ -300,7 +302,9 @@ class ActionsMixin(StoreBase):
         kind = coerce(ActionKind, action, "action")
         outcome = coerce(ActionStatus, status, "status")
         if outcome not in _FINISHED:
-            raise ValueError(f"status must be one of sent, failed, unknown; got {outcome.value!r}")
+            raise ValueError(
+                f"status must be one of queued, sent, failed, unknown; got {outcome.value!r}"
+            )
         table = loop_actions
         with self._write() as conn:
             row = first_row(

@@ -67,6 +67,8 @@ class ActionStatus(StrEnum):
     """Lifecycle of one Loop action; `intent` is written before the HTTP call is made."""
 
     INTENT = "intent"
+    #: Loop accepted a Process ("true" = queued); done only once Loop shows the return closed.
+    QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"  # the call may or may not have reached Loop (timeout, dropped connection)
@@ -76,6 +78,8 @@ class InboxSource(StrEnum):
     """Which vendor sent a webhook."""
 
     LOOP = "loop"
+    #: Loop `return` / `return.processing` topics: how a queued Process ended (receipts DAG).
+    LOOP_RETURN = "loop_return"
     WHIPLASH = "whiplash"
 
 

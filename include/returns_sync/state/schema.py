@@ -74,8 +74,8 @@ SYNC_STATUSES = ["claimed", "created", "adopted", "unmappable", "failed"]
 SYNC_SOURCES = ["poll", "webhook", "backfill", "manual"]
 VERDICTS = ["process", "flag", "skip"]
 ACTION_KINDS = ["process", "flag", "note", "disposition"]
-ACTION_STATUSES = ["intent", "sent", "failed", "unknown"]
-INBOX_SOURCES = ["loop", "whiplash"]
+ACTION_STATUSES = ["intent", "queued", "sent", "failed", "unknown"]
+INBOX_SOURCES = ["loop", "loop_return", "whiplash"]
 INBOX_STATUSES = ["new", "dispatched", "done", "failed"]
 
 sync_records = Table(

@@ -25,6 +25,8 @@ RECEIPT_WATERMARK = "whiplash_receipts_to_loop.updated_at"
 INVALID_WHIPLASH_DATA = "INVALID_WHIPLASH_DATA"
 INVALID_LOOP_DATA = "INVALID_LOOP_DATA"
 LOOP_UNAVAILABLE = "LOOP_UNAVAILABLE"
+#: A Process Loop accepted ("queued") but then failed to carry out, or never confirmed.
+PROCESS_FAILED = "PROCESS_FAILED"
 
 
 def plan_window(data_interval_end: datetime) -> dict[str, str]:
@@ -62,22 +64,29 @@ def plan(
 def run_with_inbox(
     *, dag_id: str, run_id: str, options: RunOptions | Mapping[str, Any]
 ) -> dict[str, Any]:
-    """`reconcile_and_act` of the DAG: given ids, or the window plus waiting Whiplash webhooks.
+    """`reconcile_and_act` of the DAG: given ids, or the window plus waiting webhooks.
 
-    A live run claims the inbox and marks its events done only after the run's work succeeded,
-    so a failed run leaves them for the next one. A dry run reads the waiting events without
-    claiming them: it decides and reports them, a live run takes them.
+    A live run claims the inbox (Whiplash receipts, and Loop's `return.closed` /
+    `return.processing.failed` events that settle queued Processes) and marks its events done
+    only after the run's work succeeded, so a failed run leaves them for the next one. A dry run
+    reads the waiting receipt events without claiming them: it decides and reports them, a live
+    run takes them.
+
+    A Process Loop failed to carry out (`PROCESS_FAILED`) fails the task after the report is
+    written and the events are done (no retries: repeating the run changes nothing), so the
+    failure alert pages the operator; later runs report it without failing again.
     """
     from include.returns_sync.run_options import RunOptions
     from include.returns_sync.webhooks import drain
 
     run = RunOptions.of(options)
     ids = [int(i) for i in run.ids]
-    inbox = None
+    inbox = loop_events = None
     if run.inbox:
         if run.dry_run:
             ids = [int(i) for i in drain.peek("whiplash").resource_ids]
         else:
+            loop_events = drain.claim("loop_return", f"{run_id}/reconcile_and_act")
             inbox = drain.claim("whiplash", f"{run_id}/reconcile_and_act")
             ids = [int(i) for i in inbox.resource_ids]
     summary = reconcile_and_act(
@@ -86,10 +95,27 @@ def run_with_inbox(
         window=run.window,
         consumer_return_ids=ids,
         dry_run=run.dry_run,
+        loop_events=loop_events.payloads if loop_events else None,
     )
-    if inbox is not None:
-        drain.finish(inbox.event_ids)
+    drain.finish(
+        [*(inbox.event_ids if inbox else []), *(loop_events.event_ids if loop_events else [])]
+    )
+    _alert_on_failed_processing(summary)
     return summary
+
+
+def _alert_on_failed_processing(summary: dict[str, Any]) -> None:
+    failed = summary.get("process_failed") or []
+    if not failed:
+        return
+    from airflow.sdk.exceptions import AirflowFailException
+
+    shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
+    raise AirflowFailException(
+        f"{PROCESS_FAILED}: Loop did not process {len(failed)} return(s) we asked it to "
+        f"process: {shown}. They are not recorded as done and will not be sent again; check "
+        f"them in Loop admin (run report: {summary.get('report_folder')})."
+    )
 
 
 def reconcile_and_act(
@@ -99,8 +125,13 @@ def reconcile_and_act(
     window: dict[str, str] | None,
     consumer_return_ids: Sequence[int] = (),
     dry_run: bool = False,
+    loop_events: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The whole receipt flow for one run; returns the summary that is also written to disk."""
+    """The whole receipt flow for one run; returns the summary that is also written to disk.
+
+    `loop_events`: claimed Loop `return.closed` / `return.processing.failed` events by Loop
+    return id; they settle our queued Processes before anything is acted on.
+    """
     from include.returns_sync.domain.actions import ActionSettings, act
     from include.returns_sync.reconcile.criteria import (
         CRITERIA_ENV_VAR,
@@ -238,10 +269,20 @@ def reconcile_and_act(
     for wid, decision in earlier.items():
         if str(decision.verdict) in ("process", "flag") and decision.loop_return_id:
             to_act[wid] = (decision.loop_return_id, str(decision.verdict), decision.note)
-    settings = ActionSettings(dry_run=dry_run)
+    settings = ActionSettings(dry_run=dry_run, process_settle=runtime.process_settle())
     outcomes = []
+    # Loop's word on queued Processes first: a failed one is never re-sent, a closed one is done.
+    settled = _settle_from_events(store, loop_events or {})
+    settled_ids = {outcome.loop_return_id for outcome in settled}
+    wid_by_loop_id = {lid: wid for wid, (lid, _, _) in to_act.items()}
+    for outcome in settled:
+        outcomes.append(
+            {"whiplash_return_id": wid_by_loop_id.get(outcome.loop_return_id), **outcome.__dict__}
+        )
     done = store.get_actions([lid for lid, _, _ in to_act.values()])
     for wid, (loop_id, verdict, note) in sorted(to_act.items()):
+        if loop_id in settled_ids:
+            continue
         recorded = done.get(loop_id, {})
         needed = ("process",) if verdict == "process" else ("flag", "note")
         if all(str(getattr(recorded.get(a), "status", "")) == "sent" for a in needed):
@@ -264,6 +305,9 @@ def reconcile_and_act(
             log.warning("Could not act on Loop return %s: %s", loop_id, exc)
             continue
         outcomes.append({"whiplash_return_id": wid, **outcome.__dict__})
+    # Process is asynchronous: re-check the returns Loop just queued (closed = done now;
+    # otherwise a later run, or Loop's return.closed webhook, confirms them).
+    _recheck_queued(loop, store, outcomes, vendor_error)
 
     # 4. optional: the planned dispositions of every return whose Process/Flag is done
     dispositions = []
@@ -284,6 +328,15 @@ def reconcile_and_act(
         "dispositions": _count(o["outcome"] for o in dispositions),
         "loop_return_ids": _buckets(verdict_rows),
         "unreadable": _unreadable_buckets(unreadable),
+        "failed_actions": _failed_actions(outcomes),
+        # found failed in this run (alerted once); earlier ones stay in failed_actions
+        "process_failed": sorted(
+            {
+                str(o["loop_return_id"])
+                for o in outcomes
+                if o.get("vendor_code") == PROCESS_FAILED and not o.get("repeat")
+            }
+        ),
     }
     lines = cast(list[dict[str, Any]], result.lines.astype({"sku": "str"}).to_dict("records"))
     folder = write_report(
@@ -299,7 +352,10 @@ def reconcile_and_act(
             ],
         },
     )
+    summary["report_folder"] = str(folder)
     log.info("Receipt run report (%s):\n%s", folder, format_counts("verdict", summary["verdicts"]))
+    for code, loop_ids in summary["failed_actions"].items():
+        log.warning("Loop actions failed, %s: %s", code, ", ".join(loop_ids))
     reasons = {k: v for k, v in summary["reason_codes"].items() if v}
     if reasons:
         log.warning("Flag/skip reasons:\n%s", format_counts("reason", reasons))
@@ -318,6 +374,61 @@ def reconcile_and_act(
         if watermark is not None:
             store.advance_watermark(RECEIPT_WATERMARK, watermark)
     return summary
+
+
+def _settle_from_events(store: Any, loop_events: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    """Settle our queued Processes from Loop's `return.closed` / `return.processing.failed`."""
+    from include.returns_sync.domain.actions import PROCESS, process_failed, settle_process
+
+    settled = []
+    actions = store.get_actions(list(loop_events)) if loop_events else {}
+    for loop_id, events in sorted(loop_events.items()):
+        previous = actions.get(loop_id, {}).get(PROCESS)
+        triggers = {str(event.get("trigger")) for event in events}
+        outcome = None
+        if "return.closed" in triggers:  # closed wins: it is the later, final word
+            outcome = settle_process(store, loop_id, "closed", previous)
+        elif "return.processing.failed" in triggers:
+            message = next((e.get("message") for e in events if e.get("message")), None)
+            outcome = process_failed(store, loop_id, previous, message)
+        if outcome is None:
+            log.info("Loop %s for return %s: no Process of ours to settle", triggers, loop_id)
+            continue
+        log.info("Loop return %s: Process %s (webhook)", loop_id, outcome.outcome)
+        settled.append(outcome)
+    return settled
+
+
+def _recheck_queued(
+    loop: Any, store: Any, outcomes: list[dict[str, Any]], vendor_error: type[Exception]
+) -> None:
+    """Re-read each return whose Process Loop queued in this run; confirm the closed ones."""
+    from include.returns_sync.domain.actions import PROCESS, settle_process
+
+    queued = [o for o in outcomes if o["verdict"] == PROCESS and o["outcome"] == "queued"]
+    for row in queued:
+        loop_id = str(row["loop_return_id"])
+        try:
+            state = loop.get_return(loop_id).state
+        except vendor_error as exc:  # a later run re-reads it
+            if getattr(exc, "status", None) in (401, 403):
+                raise
+            log.warning("Could not re-check Loop return %s after Process: %s", loop_id, exc)
+            continue
+        previous = store.actions_for(loop_id).get(PROCESS)
+        settled = settle_process(store, loop_id, state, previous)
+        if settled is not None:
+            row.update(settled.__dict__)
+
+
+def _failed_actions(outcomes: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Loop return ids of every failed action this run, by vendor code (PROCESS_FAILED, ...)."""
+    buckets: dict[str, set[str]] = {}
+    for row in outcomes:
+        if row.get("outcome") == "failed":
+            code = str(row.get("vendor_code") or "-")
+            buckets.setdefault(code, set()).add(str(row["loop_return_id"]))
+    return {code: sorted(ids) for code, ids in sorted(buckets.items())}
 
 
 def _unreadable_receipt(raw: Any, error: Exception) -> dict[str, Any]:

@@ -32,6 +32,8 @@ def webhook_asset(source: str) -> Asset:
 
 
 LOOP_WEBHOOKS = webhook_asset("loop")
+#: Loop `return.closed` / `return.processing.failed`: how a queued Process ended (receipts DAG).
+LOOP_RETURN_WEBHOOKS = webhook_asset("loop_return")
 WHIPLASH_WEBHOOKS = webhook_asset("whiplash")
 
 

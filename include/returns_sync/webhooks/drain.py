@@ -41,6 +41,9 @@ class InboxClaim:
     events: dict[str, list[int]] = field(default_factory=dict)
     #: The earliest vendor timestamp among the claimed events (Loop: `label_updated_at`).
     since: datetime | None = None
+    #: The stored fields of the claimed events per resource (for events whose content matters,
+    #: such as Loop's `return.closed` / `return.processing.failed`).
+    payloads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def resource_ids(self) -> list[str]:
@@ -101,6 +104,7 @@ def peek(source: str, store: Any = None) -> InboxClaim:
 def _sort_out(source: str, events: Sequence[Any]) -> tuple[InboxClaim, dict[str, list[int]]]:
     """The events that need work, by resource, and the ids of the others by no-work reason."""
     work: dict[str, list[int]] = {}
+    payloads: dict[str, list[dict[str, Any]]] = {}
     no_work: dict[str, list[int]] = {}
     stamps: list[datetime] = []
     for event in events:
@@ -112,10 +116,11 @@ def _sort_out(source: str, events: Sequence[Any]) -> tuple[InboxClaim, dict[str,
             no_work.setdefault(f"no work: {reason}", []).append(event.id)
         else:
             work.setdefault(event.resource_id, []).append(event.id)
+            payloads.setdefault(event.resource_id, []).append(dict(event.payload))
             stamp = _stamp(event.payload.get("label_updated_at"))
             if stamp is not None:
                 stamps.append(stamp)
-    return InboxClaim(source, work, min(stamps, default=None)), no_work
+    return InboxClaim(source, work, min(stamps, default=None), payloads), no_work
 
 
 def _stamp(value: Any) -> datetime | None:

@@ -7,6 +7,11 @@ only those are kept in the inbox: the vendors' payloads may carry customer data 
   `label.created`/`label.updated`, `id` (the Loop return id, string or integer), `label_status`,
   `label_updated_at`. A label at `pre_transit` or later starts RMA creation; other statuses
   (`new`, `failure`, `error`, `N/A`, or one Loop adds later) are accepted and need no work.
+* Loop `return` topic (return-webhook.payload.yml) with trigger `return.closed`, and Loop's
+  `return.processing` topic (return-processing-webhook.payload.yml, trigger
+  `return.processing.failed`, `return_id`, `return_state`, `message`, `source`): how a queued
+  Process ended. Stored with source `loop_return`, so the receipts DAG takes them (the RMA DAG
+  takes `loop` label events). Other `return` triggers are accepted and need no work.
 * Whiplash `consumer_return.*` events (whiplash-api.md section 8): `{"event_name": ...,
   "consumer_return": {"id", "status", "updated_at", ...}}`. `completed` and `status_changed`
   start reconciliation; `created`, `deleted` and `unexpected` are accepted and need no work.
@@ -37,9 +42,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from include.returns_sync.models import ELIGIBLE_LABEL_STATUSES
 
 LOOP = "loop"
+#: The inbox source of Loop's `return` / `return.processing` events (receipts DAG).
+LOOP_RETURN = "loop_return"
 WHIPLASH = "whiplash"
 
 LOOP_TRIGGERS = ("label.created", "label.updated")
+#: Loop return events that settle a queued Process (the rest of the `return` topic starts no work).
+LOOP_RETURN_WORK_TRIGGERS = frozenset({"return.closed", "return.processing.failed"})
+_MAX_MESSAGE = 300
 #: Whiplash events we accept; the first two start reconciliation.
 WHIPLASH_WORK_EVENTS = frozenset({"consumer_return.completed", "consumer_return.status_changed"})
 WHIPLASH_EVENTS = WHIPLASH_WORK_EVENTS | {
@@ -160,6 +170,44 @@ class LoopLabelPayload(_Payload):
     label_updated_at: Timestamp = None
 
 
+def _optional_text(value: Any) -> str | None:
+    """A free text or null (Loop's processing `message`, which may be generic); kept short."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string or null")
+    return value.strip()[:_MAX_MESSAGE] or None
+
+
+def _optional_status(value: Any) -> str | None:
+    return None if value is None else _status_text(value)
+
+
+OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
+OptionalStatus = Annotated[str | None, BeforeValidator(_optional_status)]
+
+
+class LoopReturnEventPayload(_Payload):
+    """The Loop `return` topic fields we rely on (`return.closed` confirms a queued Process)."""
+
+    topic: Literal["return"]
+    trigger: StatusText
+    id: VendorId
+    state: OptionalStatus = None
+    updated_at: Timestamp = None
+
+
+class LoopProcessingPayload(_Payload):
+    """Loop's `return.processing` topic: a queued Process failed in the background."""
+
+    topic: Literal["return.processing"]
+    trigger: Literal["return.processing.failed"]
+    return_id: VendorId
+    return_state: StatusText
+    message: OptionalText
+    source: OptionalStatus
+
+
 class WhiplashReturnRef(_Payload):
     """The consumer return inside a Whiplash event (the full API entity; we keep three fields)."""
 
@@ -217,12 +265,19 @@ def _stamp(moment: datetime | None) -> str:
 
 
 def parse_loop(body: bytes) -> WebhookEvent:
-    """A Loop `label` delivery, or PayloadError naming what is wrong."""
+    """A Loop `label`, `return` or `return.processing` delivery, or PayloadError naming what is
+    wrong."""
     document = decode_json_object(body)
-    if document.get("topic") not in (None, "label"):
+    topic = document.get("topic")
+    if topic == "return":
+        return _parse_loop_return(document)
+    if topic == "return.processing":
+        return _parse_loop_processing(document)
+    if topic not in (None, "label"):
         raise PayloadError(
-            "topic: only the 'label' topic is subscribed to this endpoint "
-            "(register label.created and label.updated)"
+            "topic: only the 'label', 'return' and 'return.processing' topics are subscribed "
+            "to this endpoint (register label.created, label.updated, return.closed and "
+            "return.processing.failed)"
         )
     try:
         label = LoopLabelPayload.model_validate(document)
@@ -252,6 +307,54 @@ def parse_loop(body: bytes) -> WebhookEvent:
             "id": label.id,
             "label_status": label.label_status,
             "label_updated_at": _stamp(label.label_updated_at),
+        },
+    )
+
+
+def _parse_loop_return(document: dict[str, Any]) -> WebhookEvent:
+    try:
+        event = LoopReturnEventPayload.model_validate(document)
+    except ValidationError as exc:
+        raise PayloadError(_reason(exc)) from None
+    reason = None
+    if event.trigger not in LOOP_RETURN_WORK_TRIGGERS:
+        reason = f"{event.trigger} does not settle a Process"
+    state = event.state or "-"
+    return WebhookEvent(
+        source=LOOP_RETURN,
+        topic=event.trigger,
+        resource_id=event.id,
+        dedup_key="|".join((event.topic, event.trigger, event.id, state, _stamp(event.updated_at))),
+        no_work_reason=reason,
+        stored={
+            "topic": event.topic,
+            "trigger": event.trigger,
+            "id": event.id,
+            "state": state,
+            "updated_at": _stamp(event.updated_at),
+        },
+    )
+
+
+def _parse_loop_processing(document: dict[str, Any]) -> WebhookEvent:
+    try:
+        event = LoopProcessingPayload.model_validate(document)
+    except ValidationError as exc:
+        raise PayloadError(_reason(exc)) from None
+    return WebhookEvent(
+        source=LOOP_RETURN,
+        topic=event.trigger,
+        resource_id=event.return_id,
+        # No timestamp in this payload: one failure per return and state is one event.
+        dedup_key="|".join((event.topic, event.trigger, event.return_id, event.return_state)),
+        no_work_reason=None,
+        stored={
+            "topic": event.topic,
+            "trigger": event.trigger,
+            "id": event.return_id,
+            "state": event.return_state,
+            "message": event.message,
+            "source": event.source,
         },
     )
 
@@ -330,6 +433,8 @@ def needs_work(source: str, topic: str, stored: dict[str, Any]) -> str | None:
         if status in {str(s) for s in ELIGIBLE_LABEL_STATUSES}:
             return None
         return f"label status {status!r} does not start RMA creation"
+    if source == LOOP_RETURN:
+        return None if topic in LOOP_RETURN_WORK_TRIGGERS else f"{topic} does not settle a Process"
     if topic in WHIPLASH_WORK_EVENTS or topic == "consumer_return":
         return None
     if topic not in WHIPLASH_EVENTS:

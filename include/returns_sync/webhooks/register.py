@@ -7,9 +7,14 @@
 `<url>/returns-sync/webhooks/whiplash`. It uses the connections `loop_default` and
 `whiplash_default` (environment variables, a secrets backend or the metadata database).
 
-* Loop: one subscription per trigger (Loop subscribes one topic + one trigger + URL): topic
-  `label`, triggers `label.created` and `label.updated`, status `active`. An existing one for
-  our URL is kept; an inactive one is re-activated (PUT).
+* Loop: one subscription per trigger (Loop subscribes one topic + one trigger + URL), status
+  `active`: topic `label`, triggers `label.created` and `label.updated` (RMA creation); topic
+  `return`, trigger `return.closed`, and topic `return.processing`, trigger
+  `return.processing.failed` (how a queued Process ended). An existing one for our URL is kept;
+  an inactive one is re-activated (PUT). Loop's programmatic webhooks API does not list the
+  `return.processing` topic in its enum; if Loop refuses it (400/422) the step is reported as
+  `manual` (add it in Loop Admin > Developer Tools) and the rest goes on: without it a failed
+  processing is still found by polling, later (PRODUCT.md 2.4).
 * Whiplash: one `webhook` notification subscription (payload version 2) per event:
   `consumer_return.completed` and `consumer_return.status_changed`, looked up by name in the
   account's event catalog. An active one for our URL is kept; if only inactive ones exist a new
@@ -38,6 +43,14 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/returns-sync/webhooks"
 LOOP_TOPIC = "label"
+#: Every Loop subscription we need, as (topic, trigger).
+LOOP_SUBSCRIPTIONS = (
+    *((LOOP_TOPIC, trigger) for trigger in LOOP_TRIGGERS),
+    ("return", "return.closed"),
+    ("return.processing", "return.processing.failed"),
+)
+#: Subscriptions Loop's API may refuse (not in its topic enum): added in Loop Admin instead.
+LOOP_ADMIN_ONLY = frozenset({("return.processing", "return.processing.failed")})
 WHIPLASH_EVENTS = ("consumer_return.completed", "consumer_return.status_changed")
 WEBHOOK_TYPE = "webhook"
 
@@ -48,7 +61,7 @@ class Step:
 
     vendor: str
     subscription: str
-    action: str  # exists | create | activate
+    action: str  # exists | create | activate | manual (the vendor's API refused it)
     url: str
     existing_id: str | None = None
     note: str = ""
@@ -80,15 +93,15 @@ def _same_url(a: Any, b: str) -> bool:
 
 
 def plan_loop(existing: Iterable[dict[str, Any]], url: str) -> list[Step]:
-    """What to do on Loop so that both label triggers reach `url`, active."""
+    """What to do on Loop so that every subscription we need reaches `url`, active."""
     hooks = list(existing)
     steps = []
-    for trigger in LOOP_TRIGGERS:
-        name = f"{LOOP_TOPIC}/{trigger}"
+    for topic, trigger in LOOP_SUBSCRIPTIONS:
+        name = f"{topic}/{trigger}"
         mine = [
             h
             for h in hooks
-            if h.get("topic") == LOOP_TOPIC
+            if h.get("topic") == topic
             and h.get("trigger") == trigger
             and _same_url(h.get("url"), url)
         ]
@@ -161,21 +174,33 @@ def _create_once(create: Callable[[], Any], exists_now: Callable[[], bool]) -> N
 
 def register_loop(hook: Any, url: str, *, dry_run: bool = False) -> list[Step]:
     """Plan, and unless `dry_run` apply, the Loop subscriptions for `url`."""
+    from include.returns_sync.clients.errors import VendorValidationError
+
     steps = plan_loop(hook.list_webhooks(), url)
     if dry_run:
         return steps
+    done = []
     for step in steps:
-        trigger = step.subscription.split("/", 1)[1]
-        if step.action == "activate":
-            hook.update_webhook(
-                step.existing_id, topic=LOOP_TOPIC, trigger=trigger, url=url, status="active"
+        topic, trigger = step.subscription.split("/", 1)
+        try:
+            if step.action == "activate":
+                hook.update_webhook(
+                    step.existing_id, topic=topic, trigger=trigger, url=url, status="active"
+                )
+            elif step.action == "create":
+                _create_once(
+                    partial(hook.create_webhook, topic, trigger, url, "active"),
+                    partial(_loop_exists, hook, url, step.subscription),
+                )
+        except VendorValidationError as error:
+            if (topic, trigger) not in LOOP_ADMIN_ONLY:
+                raise
+            note = (
+                f"Loop's API refused it ({error.message}); add it in Loop Admin > Developer Tools"
             )
-        elif step.action == "create":
-            _create_once(
-                partial(hook.create_webhook, LOOP_TOPIC, trigger, url, "active"),
-                partial(_loop_exists, hook, url, step.subscription),
-            )
-    return steps
+            step = Step(LOOP, step.subscription, "manual", url, step.existing_id, note)
+        done.append(step)
+    return done
 
 
 def _loop_exists(hook: Any, url: str, subscription: str) -> bool:
@@ -275,8 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb = "would" if args.dry_run else "did"
     for step in steps:
         print(step.line())
-    changes = sum(step.action != "exists" for step in steps)
-    print(f"{len(steps)} subscription(s); {verb} change {changes}.")
+    changes = sum(step.action in ("create", "activate") for step in steps)
+    manual = sum(step.action == "manual" for step in steps)
+    extra = f" {manual} to add by hand in Loop Admin > Developer Tools." if manual else ""
+    print(f"{len(steps)} subscription(s); {verb} change {changes}.{extra}")
     return 0
 
 

@@ -30,7 +30,7 @@ from include.returns_sync.webhooks.inbox import InboxSignal
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("loop", "whiplash")
+SOURCES = ("loop", "loop_return", "whiplash")
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _read_signal(source: str) -> InboxSignal:
 class WebhookInboxTrigger(BaseEventTrigger):
     """Fires an asset event when webhooks of `source` wait in the inbox (see module docstring).
 
-    :param source: "loop" or "whiplash".
+    :param source: "loop", "loop_return" (Loop return / processing events) or "whiplash".
     :param poll_interval: seconds between inbox reads.
     :param refire_after: seconds before events still waiting fire again.
     """
