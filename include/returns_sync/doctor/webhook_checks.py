@@ -21,6 +21,7 @@ from include.returns_sync.doctor.checks import (
     describe_error,
 )
 from include.returns_sync.webhooks.register import (
+    LOOP_ADMIN_ONLY,
     LOOP_TOPIC,
     URL_PREFIX,
     WHIPLASH_EVENTS,
@@ -45,11 +46,12 @@ def _candidate_urls(urls: Iterable[Any], vendor: str, base_url: str | None) -> l
 
 
 def loop_webhooks_row(hook: Any, base_url: str | None) -> CheckResult:
-    """Loop: topic `label`, triggers `label.created` and `label.updated`, active, at our URL."""
+    """Loop: `label.created`, `label.updated` and `return.closed` active at our URL."""
     row = check(
         "loop.webhooks",
-        f"Loop sends {LOOP_TOPIC} webhooks (label.created, label.updated) to our endpoint; "
-        "reading them needs the key's Developer Tools scope.",
+        f"Loop sends {LOOP_TOPIC} webhooks (label.created, label.updated) and return.closed "
+        "to our endpoint (return.processing.failed too, if added in Loop Admin); reading them "
+        "needs the key's Developer Tools scope.",
     )
     try:
         hooks = hook.list_webhooks()
@@ -82,6 +84,13 @@ def whiplash_webhooks_row(hook: Any, base_url: str | None) -> CheckResult:
     return _verdict(row, "whiplash", urls, plans, base_url)
 
 
+def _optional(step: Any) -> bool:
+    """A Loop subscription only Loop Admin can make (`LOOP_ADMIN_ONLY`) and that is missing:
+    it speeds up noticing a failed Process but is not required."""
+    topic, _, trigger = step.subscription.partition("/")
+    return step.action == "create" and (topic, trigger) in LOOP_ADMIN_ONLY
+
+
 def _gap(step: Any) -> str:
     """Loop marks an inactive subscription `activate`; Whiplash notes inactive ones (it
     disables a subscription after 100 failing deliveries)."""
@@ -105,12 +114,26 @@ def _verdict(
             Status.WARN,
             {"urls": []},
         )
-    complete = [url for url, steps in plans if all(s.action == "exists" for s in steps)]
+    complete = [
+        url for url, steps in plans if all(s.action == "exists" or _optional(s) for s in steps)
+    ]
     facts = {
         "urls": {url: {step.subscription: step.action for step in steps} for url, steps in plans}
     }
     if complete:
-        return row(f"active at {', '.join(complete)}", "none", Status.OK, facts)
+        optional_gaps = sorted(
+            {s.subscription for url, steps in plans if url in complete for s in steps}
+            - {s.subscription for url, steps in plans for s in steps if s.action == "exists"}
+        )
+        observed = f"active at {', '.join(complete)}"
+        consequence = "none"
+        if optional_gaps:
+            observed += f"; {', '.join(optional_gaps)} not found"
+            consequence = (
+                "Loop's API cannot create it: add it in Loop Admin > Developer Tools; without it "
+                "a failed Process is found by the re-read after RETURNS_SYNC_PROCESS_SETTLE_MINUTES"
+            )
+        return row(observed, consequence, Status.OK, facts)
     gaps = "; ".join(
         f"{url}: " + ", ".join(f"{s.subscription} {_gap(s)}" for s in steps if s.action != "exists")
         for url, steps in plans
