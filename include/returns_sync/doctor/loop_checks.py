@@ -342,7 +342,8 @@ def _untestable() -> list[CheckResult]:
             "A 429 carries no Retry-After and may last until Loop's one-minute window ends.",
         )(
             "not probed: it would spend the key's rate budget",
-            "handled: 429s are retried with backoff; pools keep the deployment under 300/min",
+            "handled: a 429 storm is waited out inside the task (up to 75 s in all, each wait "
+            "logged); pools bound concurrent Loop tasks",
             Status.SKIPPED,
         ),
     ]

@@ -308,8 +308,8 @@ def per_page_row(page: Page, total: int | None) -> CheckResult:
     return row(
         f"per_page={MAX_PER_PAGE} served {got} of {total if total is not None else 'more'} "
         f"orders: capped at {got}, {header}",
-        "handled: the pipeline keeps paging past a page shorter than it asked for (it does "
-        "not rely on a page-size header)",
+        "handled: the pipeline pages until an empty page (it never takes a short page for "
+        "the last, nor relies on a page-size header)",
         Status.WARN,
         facts,
     )
