@@ -13,6 +13,7 @@ the package `__init__` files on the way is not a dependency the importing module
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,3 +243,47 @@ def test_the_sandbox_serves_raw_vendor_json_without_our_models() -> None:
         and any(target.startswith(f"{PACKAGE}.models") for target in module.imports)
     )
     assert not offenders, f"sandbox modules importing models/: {offenders}"
+
+
+# --------------------------------------------------------------------------- the documented tree
+
+
+def documented_scopes(markdown: str) -> dict[str, str]:
+    """Package path -> its own text in ARCHITECTURE.md's tree (the first code block).
+
+    A package's text is the rest of its `name/` line and the lines below it that are indented
+    deeper, minus those of its subpackages; a module counts as listed when its file name
+    appears in its own package's text.
+    """
+    block = markdown.split("```\n", 2)[1].splitlines()
+    scopes: dict[str, str] = {}
+    parents: list[tuple[int, str]] = []  # (indent, path) of the enclosing package lines
+    for line in filter(str.strip, block):
+        indent = len(line) - len(line.lstrip())
+        first = line.split()[0]
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        owner = parents[-1][1] if parents else ""
+        if first.endswith("/") and indent < 20:  # deeper than that is a description column
+            path = f"{owner}{first}"
+            parents.append((indent, path))
+            scopes[path] = line.strip().removeprefix(first)  # `tasks/  rma.py, receipts.py`
+        else:
+            scopes[owner] = f"{scopes.get(owner, '')}\n{line}"
+    return scopes
+
+
+def test_architecture_md_lists_every_package_and_module() -> None:
+    scopes = documented_scopes((ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+    missing = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if path.name == "__init__.py" or "versions" in relative.parts:
+            continue  # packages are listed as `name/`; one migration file per revision
+        package = f"{relative.parent.as_posix()}/"
+        scope = scopes.get(package)
+        if scope is None:
+            missing.append(package)
+        elif not re.search(rf"(?<![\w.]){re.escape(path.name)}", scope):
+            missing.append(relative.as_posix())
+    assert not missing, f"docs/ARCHITECTURE.md does not list {sorted(set(missing))}"
