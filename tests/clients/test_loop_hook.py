@@ -24,7 +24,7 @@ from include.returns_sync.clients.errors import (
 from include.returns_sync.clients.loop import LoopHook
 from include.returns_sync.clients.policy import RetryPolicy
 from include.returns_sync.sandbox import Sandbox
-from include.returns_sync.sandbox.common import FaultConfig
+from include.returns_sync.sandbox.faults import FaultConfig
 from tests.clients.conftest import (
     FAST_TIMEOUT,
     Canned,

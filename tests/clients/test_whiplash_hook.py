@@ -26,7 +26,7 @@ from include.returns_sync.clients.oauth import (
 )
 from include.returns_sync.clients.whiplash import WhiplashHook
 from include.returns_sync.sandbox import Sandbox
-from include.returns_sync.sandbox.common import FaultConfig
+from include.returns_sync.sandbox.faults import FaultConfig
 from include.returns_sync.state import StateStore
 from tests.clients.conftest import (
     FAST_TIMEOUT,

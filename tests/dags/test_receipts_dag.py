@@ -325,7 +325,7 @@ def loop_webhooks(pipeline_env: Any) -> Iterator[str]:
     """Our webhook endpoint on 127.0.0.1 (same state store), subscribed in the sandbox's Loop
     to `return.closed` and, as in Loop Admin, to `return.processing.failed`."""
     from include.returns_sync import runtime
-    from include.returns_sync.sandbox.common import serve_in_thread
+    from include.returns_sync.sandbox.serving import serve_in_thread
     from include.returns_sync.webhooks.app import WebhookReceiver, create_app
     from include.returns_sync.webhooks.secrets import SigningKeys, StaticSecrets
 

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 
 from include.returns_sync.sandbox import FaultConfig, Sandbox
-from include.returns_sync.sandbox.common import ADMIN_PREFIX
+from include.returns_sync.sandbox.chaos import ADMIN_PREFIX
 from include.returns_sync.state import StateStore
 from tests.deploy.airflow_stack import SandboxStarter, celery_stack
 from tests.deploy.processes import ProcessGroup

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from include.returns_sync.sandbox import Sandbox
-from include.returns_sync.sandbox.common import ADMIN_PREFIX
+from include.returns_sync.sandbox.chaos import ADMIN_PREFIX
 from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.state import StateStore

@@ -13,16 +13,12 @@ from typing import Any
 import pytest
 import requests
 
-from include.returns_sync.sandbox.common import (
-    CallStats,
-    ChaosMiddleware,
-    RateLimit,
-    RunningServer,
-    SandboxClock,
-    serve_in_thread,
-    with_chaos,
-)
+from include.returns_sync.sandbox.chaos import ChaosMiddleware, with_chaos
+from include.returns_sync.sandbox.clock import SandboxClock
 from include.returns_sync.sandbox.loop import LoopBackend, build_loop_app
+from include.returns_sync.sandbox.rate_limit import RateLimit
+from include.returns_sync.sandbox.serving import RunningServer, serve_in_thread
+from include.returns_sync.sandbox.stats import CallStats
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 API_KEY = "test-loop-key"

@@ -16,16 +16,12 @@ import pytest
 import requests
 
 from include.returns_sync.sandbox import Sandbox
-from include.returns_sync.sandbox.common import (
-    FaultConfig,
-    RateLimit,
-    SandboxClock,
-    WebhookDispatcher,
-    deliver_webhook,
-    serve_in_thread,
-    sign_loop,
-    sign_whiplash,
-)
+from include.returns_sync.sandbox.clock import SandboxClock
+from include.returns_sync.sandbox.delivery import WebhookDispatcher, deliver_webhook
+from include.returns_sync.sandbox.faults import FaultConfig
+from include.returns_sync.sandbox.rate_limit import RateLimit
+from include.returns_sync.sandbox.serving import serve_in_thread
+from include.returns_sync.sandbox.signing import sign_loop, sign_whiplash
 from tests.conftest import REPO_ROOT
 from tests.sandbox.conftest import NOW, LoopApi
 

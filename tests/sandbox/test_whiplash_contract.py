@@ -29,7 +29,7 @@ from openapi_core.exceptions import OpenAPIError
 from openapi_core.validation.request.exceptions import InvalidRequestBody
 from openapi_schema_validator import OAS31Validator
 
-from include.returns_sync.sandbox.common import serve_in_thread
+from include.returns_sync.sandbox.serving import serve_in_thread
 from include.returns_sync.sandbox.whiplash import WhiplashBackend, build_whiplash_app
 from tests.sandbox.conftest import WebhookReceiver
 

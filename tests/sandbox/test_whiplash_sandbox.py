@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 import requests
 
-from include.returns_sync.sandbox.common import (
-    CallStats,
-    RateLimit,
-    SandboxClock,
-    serve_in_thread,
-    with_chaos,
-)
+from include.returns_sync.sandbox.chaos import with_chaos
+from include.returns_sync.sandbox.clock import SandboxClock
+from include.returns_sync.sandbox.rate_limit import RateLimit
+from include.returns_sync.sandbox.serving import serve_in_thread
+from include.returns_sync.sandbox.stats import CallStats
 from include.returns_sync.sandbox.whiplash import WhiplashBackend, build_whiplash_app
 from tests.sandbox.conftest import WebhookReceiver
 

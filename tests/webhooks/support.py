@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from include.returns_sync.sandbox.common import serve_in_thread
+from include.returns_sync.sandbox.serving import serve_in_thread
 from include.returns_sync.state import StateStore
 
 LOOP_SECRET = "loop-webhook-secret-for-tests"

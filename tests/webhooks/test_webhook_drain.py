@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from include.returns_sync.sandbox import Sandbox
-from include.returns_sync.sandbox.common import FaultConfig
+from include.returns_sync.sandbox.faults import FaultConfig
 from include.returns_sync.state import StateStore
 from include.returns_sync.webhooks.drain import (
     InboxClaim,

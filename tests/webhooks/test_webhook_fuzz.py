@@ -17,7 +17,7 @@ import requests
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from include.returns_sync.sandbox.common import serve_in_thread
+from include.returns_sync.sandbox.serving import serve_in_thread
 from include.returns_sync.state import StateStore
 from include.returns_sync.webhooks.app import WebhookReceiver, create_app
 from include.returns_sync.webhooks.secrets import SigningKeys, StaticSecrets

@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from include.returns_sync.sandbox import Sandbox
-from include.returns_sync.sandbox.common import serve_in_thread
 from include.returns_sync.sandbox.connections import airflow_connections
+from include.returns_sync.sandbox.serving import serve_in_thread
 from include.returns_sync.state import StateStore
 from include.returns_sync.webhooks.app import WebhookReceiver, create_app
 from include.returns_sync.webhooks.register import endpoint_urls, main, register

@@ -8,8 +8,13 @@ packages, inject faults). Production code never imports this package.
         truth = sandbox.seed_day(200)
         ...  # point loop_default at sandbox.loop_url, whiplash_default at sandbox.whiplash_url
 
-Names are imported lazily, so that `sandbox.common` stays importable on its own and importing
-this package costs nothing until a name is used.
+Modules: `scenario` (the `Sandbox` orchestrator) with `truth` (what a correct pipeline must
+conclude) and `admin` (the /_sandbox API); `loop` and `whiplash`, facades over the vendor
+simulators (`loop_*`, `whiplash_*`); around them, one concern each: `clock`, `faults`,
+`rate_limit`, `stats`, `chaos` (the middleware applying them), `asgi`, `signing`, `delivery`
+(outgoing webhooks), `serving` (uvicorn in a thread), `corruption`, `strict`, `connections`.
+
+Names are imported lazily, so that importing this package costs nothing until a name is used.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from typing import Any
 
 _EXPORTS = {
     "Sandbox": "scenario",
-    "SeedTruth": "scenario",
-    "ReturnTruth": "scenario",
-    "FaultConfig": "common",
-    "SandboxClock": "common",
+    "SeedTruth": "truth",
+    "ReturnTruth": "truth",
+    "FaultConfig": "faults",
+    "SandboxClock": "clock",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.returns_sync.sandbox.common import SandboxClock
+from include.returns_sync.sandbox.clock import SandboxClock
 from include.returns_sync.sandbox.loop_records import (
     NOT_FOUND,
     Action,

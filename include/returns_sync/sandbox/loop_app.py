@@ -3,7 +3,7 @@
 Thin on purpose (moto's `responses.py`): check `X-Authorization`, parse the request, call the
 backend and render its answer; a `LoopError` becomes its status and exact body. The same routes
 are served under /api/v1 and /api/2026-07. The app carries no chaos; the orchestrator wraps it
-with `common.with_chaos` when it wants rate limits and faults.
+with `chaos.with_chaos` when it wants rate limits and faults.
 """
 
 from __future__ import annotations

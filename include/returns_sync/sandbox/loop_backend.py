@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from include.returns_sync.sandbox.common import SandboxClock, WebhookDispatcher
+from include.returns_sync.sandbox.clock import SandboxClock
 from include.returns_sync.sandbox.corruption import Corruptions, HtmlErrorPage, Mutator
+from include.returns_sync.sandbox.delivery import WebhookDispatcher
 from include.returns_sync.sandbox.loop_actions import LoopActionsMixin
 from include.returns_sync.sandbox.loop_listing import (
     _cursor_key,

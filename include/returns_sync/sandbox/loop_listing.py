@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from include.returns_sync.sandbox.common import as_utc
+from include.returns_sync.sandbox.clock import as_utc
 from include.returns_sync.sandbox.loop_records import (
     DEFAULT_LIST_STATES,
     STATES,

@@ -5,7 +5,7 @@ change every active `label` subscription for that trigger gets a POST of `label_
 (likewise `_notify_return` with `return_payload` for the `return` topic, and
 `_notify_processing_failed` with `processing_failed_payload` for `return.processing`),
 serialised like Loop's PHP backend (`_php_json`) and signed with `X-Loop-Signature`, sent from
-`common.WebhookDispatcher`'s background thread so the API never waits on a receiver.
+`delivery.WebhookDispatcher`'s background thread so the API never waits on a receiver.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from include.returns_sync.sandbox.common import WebhookDispatcher, sign_loop
+from include.returns_sync.sandbox.delivery import WebhookDispatcher
 from include.returns_sync.sandbox.loop_records import (
     NOT_FOUND,
     LoopError,
     ReturnRecord,
     Subscription,
 )
+from include.returns_sync.sandbox.signing import sign_loop
 
 WEBHOOK_TOPICS = (
     "return",

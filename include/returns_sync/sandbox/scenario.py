@@ -4,31 +4,28 @@
 middleware (faults, rate limits, call stats) and serves them on two ephemeral ports. Scenario
 steps play the outside world: customers create returns (`seed_day`), carriers move labels
 (`advance_labels`), the warehouse receives packages with planned discrepancies
-(`receive_packages`). `SeedTruth` records what a correct pipeline must conclude, so tests and
-benchmarks can check "nothing lost, nothing doubled" against it.
+(`receive_packages`). `SeedTruth` (truth.py) records what a correct pipeline must conclude, so
+tests and benchmarks can check "nothing lost, nothing doubled" against it. The admin API
+(admin.py) on the Loop server lets another process drive a running `Sandbox`.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
 from typing import Any
 
-from include.returns_sync.sandbox.common import (
-    CallStats,
-    ChaosMiddleware,
-    FaultConfig,
-    RateLimit,
-    RunningServer,
-    SandboxClock,
-    serve_in_thread,
-    with_chaos,
-)
+from include.returns_sync.sandbox.admin import add_admin_routes
+from include.returns_sync.sandbox.chaos import ChaosMiddleware, with_chaos
+from include.returns_sync.sandbox.clock import SandboxClock
+from include.returns_sync.sandbox.faults import FaultConfig
 from include.returns_sync.sandbox.loop import LoopBackend, build_loop_app
-from include.returns_sync.sandbox.server import add_admin_routes
+from include.returns_sync.sandbox.rate_limit import RateLimit
+from include.returns_sync.sandbox.serving import RunningServer, serve_in_thread
+from include.returns_sync.sandbox.stats import CallStats
 from include.returns_sync.sandbox.strict import strict_from_env
+from include.returns_sync.sandbox.truth import ReturnTruth, SeedTruth
 
 ELIGIBLE_LABELS = frozenset({"pre_transit", "in_transit", "out_for_delivery", "delivered"})
 LABEL_STEPS = {
@@ -47,62 +44,6 @@ EXPECTED_REASONS = {
     "wrong_sku": ["MISSING_ITEMS", "UNEXPECTED_SKU"],
 }
 REASONS = ("Too small", "Too large", "Changed my mind", "Damaged in transit", "Not as pictured")
-
-
-@dataclass
-class ReturnTruth:
-    """What a correct pipeline must conclude about one Loop return."""
-
-    return_id: str
-    state: str
-    label_status: str | None
-    eligible: bool
-    unmappable: str | None
-    expected_units: dict[str, int]
-    consumer_return_id: int | None = None
-    discrepancy: str | None = None
-    received: list[tuple[str, int, int]] = field(default_factory=list)
-    expected_verdict: str | None = None
-    expected_reasons: list[str] = field(default_factory=list)
-
-    @property
-    def needs_rma(self) -> bool:
-        """Eligible and mappable: exactly one Whiplash consumer return must exist for it."""
-        return self.eligible and self.unmappable is None
-
-
-@dataclass
-class SeedTruth:
-    """The expected outcome for every Loop return the sandbox created, by Loop return id."""
-
-    returns: dict[str, ReturnTruth] = field(default_factory=dict)
-
-    def eligible_ids(self) -> list[str]:
-        return [rid for rid, t in self.returns.items() if t.eligible]
-
-    def rma_ids(self) -> list[str]:
-        """Loop return ids that must end with exactly one RMA."""
-        return [rid for rid, t in self.returns.items() if t.needs_rma]
-
-    def unmappable(self) -> dict[str, str]:
-        """Eligible returns that cannot be mapped, with their expected reason code."""
-        return {
-            rid: t.unmappable
-            for rid, t in self.returns.items()
-            if t.eligible and t.unmappable is not None
-        }
-
-    def verdicts(self) -> dict[str, str]:
-        return {rid: t.expected_verdict for rid, t in self.returns.items() if t.expected_verdict}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "returns": {rid: asdict(t) for rid, t in self.returns.items()},
-            "eligible": self.eligible_ids(),
-            "needs_rma": self.rma_ids(),
-            "unmappable": self.unmappable(),
-            "verdicts": self.verdicts(),
-        }
 
 
 class Sandbox:

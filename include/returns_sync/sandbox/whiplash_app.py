@@ -3,7 +3,7 @@
 Thin on purpose (moto's `responses.py`): parse the request, call the backend, render the answer
 the way Whiplash does: bare JSON arrays for lists, `{"message": ...}` for API errors, Doorkeeper's
 `{"error": ...}` on the token endpoint. The app carries no chaos; the orchestrator wraps it with
-`common.with_chaos(app, vendor="whiplash", ...)` when it wants rate limits and faults.
+`chaos.with_chaos(app, vendor="whiplash", ...)` when it wants rate limits and faults.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from include.returns_sync.sandbox.common import _UNSENDABLE_STATUS
+from include.returns_sync.sandbox.asgi import UNSENDABLE_STATUS
 from include.returns_sync.sandbox.whiplash_backend import ApiCall, WhiplashBackend
 from include.returns_sync.sandbox.whiplash_oauth import InsufficientScope, OAuthError, TokenRejected
 from include.returns_sync.sandbox.whiplash_records import WhiplashApiError
@@ -169,7 +169,7 @@ def _token_endpoint(backend: WhiplashBackend) -> Callable[[Request], Awaitable[R
             return JSONResponse(exc.body(), status_code=exc.status, headers=_no_store())
         if backend.tokens.take_lost_answer():
             # Granted (and rotated), but the client never hears back: the connection drops.
-            return Response(status_code=_UNSENDABLE_STATUS)
+            return Response(status_code=UNSENDABLE_STATUS)
         return JSONResponse(answer, headers=_no_store())
 
     return token

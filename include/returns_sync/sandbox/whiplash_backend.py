@@ -16,8 +16,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from include.returns_sync.sandbox.common import SandboxClock, WebhookDelivery, WebhookDispatcher
+from include.returns_sync.sandbox.clock import SandboxClock
 from include.returns_sync.sandbox.corruption import Corruptions, Mutator
+from include.returns_sync.sandbox.delivery import WebhookDelivery, WebhookDispatcher
 from include.returns_sync.sandbox.whiplash_notify import Notifier, as_shipnotice
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.sandbox.whiplash_records import (

@@ -4,7 +4,7 @@ A subscription (`POST /api/v2/notification_subscriptions`) names an event of the
 (`GET /api/v2/notification_events`), a `notification_type` and an `endpoint`. For each event
 every active `webhook` subscription gets a POST of `{"event_name": ..., "<resource>": {...}}`
 signed with `X-WHIPLASH-SIGNATURE` = hex HMAC-SHA256(client secret, raw body), sent from
-`common.WebhookDispatcher`'s background thread so the API never waits on a receiver.
+`delivery.WebhookDispatcher`'s background thread so the API never waits on a receiver.
 
 Decisions: the webhook `notification_type` string is "webhook" (undocumented; "email" and
 "slack" are accepted and never delivered); `version` defaults to 2 and both versions get the V2
@@ -43,7 +43,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from include.returns_sync.sandbox.common import WebhookDispatcher, sign_whiplash
+from include.returns_sync.sandbox.delivery import WebhookDispatcher
+from include.returns_sync.sandbox.signing import sign_whiplash
 from include.returns_sync.sandbox.whiplash_records import (
     NotificationEvent,
     NotificationSubscription,

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from include.returns_sync.sandbox.common import SandboxClock
+from include.returns_sync.sandbox.clock import SandboxClock
 
 _INVALID_GRANT = (
     "The provided authorization grant is invalid, expired, revoked, does not match the "

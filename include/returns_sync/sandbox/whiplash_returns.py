@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from include.returns_sync.sandbox.whiplash_records import (
     ConsumerReturn,
+    Item,
+    Order,
+    Originator,
     ReturnItem,
     WhiplashApiError,
 )
 from include.returns_sync.sandbox.whiplash_search import parse_time
-
-if TYPE_CHECKING:
-    from include.returns_sync.sandbox.whiplash_backend import WhiplashBackend
 
 _TEXT_FIELDS = (
     "reference",
@@ -43,10 +43,36 @@ _UPDATABLE = (*_TEXT_FIELDS, "eta", "total_boxes", "requires_label")
 DEFAULT_WAREHOUSE_ID = 1
 
 
+class ReturnBackend(Protocol):
+    """What the factory reads from and allocates in `WhiplashBackend` (which owns the factory)."""
+
+    def order(self, id: int) -> Order | None: ...
+
+    def item(self, id: int) -> Item | None: ...
+
+    def item_by_sku(self, sku: str) -> Item | None: ...
+
+    def return_with_original_id(self, original_id: str) -> ConsumerReturn | None: ...
+
+    def now(self) -> datetime: ...
+
+    def next_id(self, kind: str) -> int: ...
+
+    def new_originator(
+        self,
+        originated_type: str,
+        originated_id: int | None,
+        provider: str,
+        original_id: str | None,
+        group_id: str | None = None,
+        misc: str | None = None,
+    ) -> Originator: ...
+
+
 class ReturnFactory:
     """Builds and changes `ConsumerReturn` records for a backend (which holds the lock)."""
 
-    def __init__(self, backend: WhiplashBackend) -> None:
+    def __init__(self, backend: ReturnBackend) -> None:
         self._backend = backend
 
     def build(self, body: Mapping[str, Any]) -> ConsumerReturn:

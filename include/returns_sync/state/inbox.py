@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import RowMapping, and_, func, or_, select, update
@@ -197,3 +197,16 @@ class InboxMixin(StoreBase):
         with self._read() as conn:
             count: int = conn.execute(query).scalar_one()
             return count
+
+    def inbox_signal(self, source: InboxSource | str) -> tuple[int, int, datetime | None]:
+        """(waiting, newest id, oldest arrival) of the unclaimed (`new`) events of `source`.
+
+        One indexed read-only query, no claim and no write: the webhook trigger polls it.
+        """
+        query = select(func.count(), func.max(t.c.id), func.min(t.c.received_at)).where(
+            t.c.source == coerce(InboxSource, source, "source").value,
+            t.c.status == InboxStatus.NEW.value,
+        )
+        with self._read() as conn:
+            waiting, newest, oldest = conn.execute(query).one()
+        return int(waiting or 0), int(newest or 0), oldest

@@ -4,6 +4,9 @@ Each vendor's inbox is an asset watched by a `WebhookInboxTrigger`; a DAG schedu
 `AssetOrTimeSchedule`, next to its polling timetable) gets a run within seconds of a webhook.
 DAG files import this module at parse time, so it imports only the Airflow SDK and the trigger.
 
+`RMA_ASSET` is not a webhook asset: the RMA DAG updates it and the receipts DAG is scheduled on
+it. It is defined here, once, because both DAG files need it and this module is cheap to import.
+
 `RETURNS_SYNC_WEBHOOK_POLL_SECONDS` (default 1) sets how often the triggerer reads the inbox.
 """
 
@@ -30,6 +33,9 @@ def webhook_asset(source: str) -> Asset:
         watchers=[AssetWatcher(name=f"returns_sync_{source}_webhook_inbox", trigger=trigger)],
     )
 
+
+#: Whiplash consumer returns created by `loop_returns_to_whiplash` (it schedules the receipts DAG).
+RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
 
 LOOP_WEBHOOKS = webhook_asset("loop")
 #: Loop `return.closed` / `return.processing.failed`: how a queued Process ended (receipts DAG).

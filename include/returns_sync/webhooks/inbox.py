@@ -1,9 +1,9 @@
 """The endpoint's and the triggerer's side of the webhook inbox (the table lives in `state/`).
 
 `accept` stores a validated event before the endpoint answers; an event that needs no work is
-stored and immediately marked done, so it never wakes a DAG. `read_signal` is the cheap query
-the triggerer polls: how many events wait unclaimed, the newest one's id and the oldest one's
-arrival.
+stored and immediately marked done, so it never wakes a DAG. `read_signal` is what the triggerer
+polls: how many events wait unclaimed, the newest one's id and the oldest one's arrival. The SQL
+behind both is the store's (`state/inbox.py`); this module only takes a store.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ def accept(store: InboxStore, event: WebhookEvent) -> Accepted:
     return Accepted(inbox_id, not inserted, event.no_work_reason)
 
 
+class SignalStore(Protocol):
+    """The part of `StateStore` the triggerer reads."""
+
+    def inbox_signal(self, source: str) -> tuple[int, int, datetime | None]: ...
+
+
 @dataclass(frozen=True)
 class InboxSignal:
     """Unclaimed (`new`) events of one source."""
@@ -89,16 +95,7 @@ class InboxSignal:
     oldest_received_at: datetime | None
 
 
-def read_signal(store: Any, source: str) -> InboxSignal:
-    """One indexed read-only query on the store's engine (no claim, no write)."""
-    from sqlalchemy import func, select
-
-    from include.returns_sync.state.records import InboxStatus
-    from include.returns_sync.state.schema import webhook_inbox as t
-
-    query = select(func.count(), func.max(t.c.id), func.min(t.c.received_at)).where(
-        t.c.source == source, t.c.status == InboxStatus.NEW.value
-    )
-    with store.engine.connect() as conn:
-        waiting, newest, oldest = conn.execute(query).one()
-    return InboxSignal(int(waiting or 0), int(newest or 0), oldest)
+def read_signal(store: SignalStore, source: str) -> InboxSignal:
+    """The inbox signal of `source` (the query is the store's: `StateStore.inbox_signal`)."""
+    waiting, newest_id, oldest_received_at = store.inbox_signal(source)
+    return InboxSignal(waiting, newest_id, oldest_received_at)
