@@ -33,17 +33,17 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.assets import LOOP_RETURN_WEBHOOKS, WHIPLASH_WEBHOOKS
 
 RMA_ASSET = Asset("returns_sync://whiplash/consumer_returns", group="returns_sync")
 DECISIONS_ASSET = Asset("returns_sync://loop/decisions", group="returns_sync")
-EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES", "15")))
+EVERY = timedelta(minutes=settings().receipts_schedule_minutes)
 
 
 @dag(

@@ -4,21 +4,22 @@ Each vendor's inbox is an asset watched by a `WebhookInboxTrigger`; a DAG schedu
 `AssetOrTimeSchedule`, next to its polling timetable) gets a run within seconds of a webhook.
 DAG files import this module at parse time, so it imports only the Airflow SDK and the trigger.
 
-`RETURNS_SYNC_WEBHOOK_POLL_SECONDS` (default 1) sets how often the triggerer reads the inbox.
+`RETURNS_SYNC_WEBHOOK_POLL_SECONDS` sets how often the triggerer reads the inbox
+(docs/OPERATIONS.md#settings).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import Asset, AssetWatcher
 
+from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.triggers import WebhookInboxTrigger
 
 WEBHOOK_URI_PREFIX = "returns_sync://webhooks/"
-POLL_SECONDS = float(os.environ.get("RETURNS_SYNC_WEBHOOK_POLL_SECONDS", "1") or 1)
+POLL_SECONDS = settings().webhook_poll_seconds
 
 
 def webhook_asset(source: str) -> Asset:
