@@ -26,13 +26,12 @@ by reason: `$AIRFLOW_HOME/returns_sync/reports/loop_asn_backfill/<run_id>/`.
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+from include.returns_sync.settings import settings
 
-CRON = os.environ.get("RETURNS_SYNC_BACKFILL_CRON", "0 2 * * *")
+CRON = settings().backfill_cron
 
 
 @dag(

@@ -26,15 +26,15 @@ whose label reached `pre_transit` (or a later status, if `pre_transit` was skipp
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.assets import LOOP_WEBHOOKS, RMA_ASSET
 
-SCHEDULE = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RMA_SCHEDULE_MINUTES", "5")))
+SCHEDULE = timedelta(minutes=settings().rma_schedule_minutes)
 
 
 @dag(

@@ -33,12 +33,12 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
+from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.assets import (
     LOOP_RETURN_WEBHOOKS,
     RMA_ASSET,
@@ -46,7 +46,7 @@ from include.returns_sync.webhooks.assets import (
 )
 
 DECISIONS_ASSET = Asset("returns_sync://loop/decisions", group="returns_sync")
-EVERY = timedelta(minutes=int(os.environ.get("RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES", "15")))
+EVERY = timedelta(minutes=settings().receipts_schedule_minutes)
 
 
 @dag(

@@ -5,9 +5,10 @@ Imported by the DAG files at parse time, so it stays tiny: no heavy imports here
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from include.returns_sync.settings import settings
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 TAGS = ["returns-sync", "loop", "whiplash"]
@@ -25,9 +26,7 @@ def default_args() -> dict[str, Any]:
     return {
         "owner": "returns-sync",
         "retries": 3,
-        "retry_delay": timedelta(
-            seconds=int(os.environ.get("RETURNS_SYNC_RETRY_DELAY_SECONDS", "30"))
-        ),
+        "retry_delay": timedelta(seconds=settings().retry_delay_seconds),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": _alert,

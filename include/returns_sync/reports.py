@@ -15,13 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from include.returns_sync.settings import settings
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 def reports_root() -> Path:
-    explicit = os.environ.get("RETURNS_SYNC_REPORTS_DIR")
-    if explicit:
-        return Path(explicit)
+    explicit = settings().reports_dir
+    if explicit is not None:
+        return explicit
     home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
     return Path(home) / "returns_sync" / "reports"
 

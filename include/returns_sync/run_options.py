@@ -1,10 +1,11 @@
 """What one DAG run does, settled once: `RunOptions`.
 
 Each of the three DAGs starts with a `plan` task that builds the run's `RunOptions` with
-`settle` (from the DAG's form, `params`, and the deployment's `RETURNS_SYNC_DRY_RUN`) and hands
-them to every later task through XCom. `settle` is the only reader of the form's `dry_run` and of
-`RETURNS_SYNC_DRY_RUN`; the tasks act on `RunOptions.dry_run` alone, so the two switches cannot
-behave differently (PRODUCT.md section 2.4).
+`settle` (from the DAG's form, `params`, and the deployment's `RETURNS_SYNC_DRY_RUN`, which
+`settings.py` reads) and hands them to every later task through XCom. `settle` is the only reader
+of the form's `dry_run` and of the deployment's `Settings.dry_run`; the tasks act on
+`RunOptions.dry_run` alone, so the two switches cannot behave differently (PRODUCT.md section
+2.4).
 
 Why the first task's XCom, and not each task resolving params + environment itself: a run is
 settled once. A deployment whose shadow mode is switched off while a run is in flight would
@@ -32,15 +33,16 @@ Pure Python: no Airflow import except in `settle_or_fail`, which the task bodies
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from include.returns_sync.settings import Settings, SettingsError, settings
+
 log = logging.getLogger(__name__)
 
-#: The deployment-wide shadow-mode switch.
-DRY_RUN_ENV = "RETURNS_SYNC_DRY_RUN"
+#: The deployment-wide shadow-mode switch (`Settings.dry_run`).
+DRY_RUN_ENV = Settings.dry_run.name
 #: The DAG form's field (every DAG has it).
 DRY_RUN_PARAM = "dry_run"
 #: Who asked for a dry run.
@@ -48,9 +50,6 @@ FORM = "form"
 DEPLOYMENT = "deployment"
 #: Where a run's work comes from.
 SOURCES = ("poll", "webhook", "manual", "backfill")
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 class RunOptionsError(ValueError):
@@ -145,14 +144,12 @@ def dry_run_switches(
         )
     if form:
         switches.append(FORM)
-    raw = (os.environ if environ is None else environ).get(DRY_RUN_ENV, "").strip()
-    if raw.lower() in _TRUE:
-        switches.append(DEPLOYMENT)
-    elif raw and raw.lower() not in _FALSE:
-        raise RunOptionsError(
-            f"environment variable {DRY_RUN_ENV} must be true or false (got {raw!r}); "
-            "fix it on every Airflow component"
-        )
+    deployment = settings() if environ is None else Settings.from_env(environ)
+    try:
+        if deployment.dry_run:
+            switches.append(DEPLOYMENT)
+    except SettingsError as exc:
+        raise RunOptionsError(f"{exc}; fix it on every Airflow component") from None
     return tuple(switches)
 
 

@@ -3,21 +3,9 @@
 This is the only module (besides hooks and DAG files) that knows about Airflow. Everything is
 imported lazily inside functions so that parsing a DAG file stays cheap.
 
-Settings come from environment variables so one image can serve several deployments:
-
-| variable | default | meaning |
-| --- | --- | --- |
-| `RETURNS_SYNC_POLL_OVERLAP_MINUTES` | 30 | poll window starts this long before the watermark |
-| `RETURNS_SYNC_INITIAL_LOOKBACK_HOURS` | 24 | first poll (no watermark yet) looks back this far |
-| `RETURNS_SYNC_BATCH_SIZE` | 100 | Loop returns per mapped creation task |
-| `RETURNS_SYNC_WAREHOUSE_ID` | unset | Whiplash warehouse for every RMA (else the order's) |
-| `RETURNS_SYNC_MAX_UNMAPPABLE` | 50 | a run fails (alerting fires) when more returns than this are unmappable |
-| `RETURNS_SYNC_STALE_CLAIM_MINUTES` | 15 | a creation claim older than this is taken over |
-| `RETURNS_SYNC_DRY_RUN` | false | shadow mode: read and decide, write nothing (read only by `run_options`) |
-| `RETURNS_SYNC_LOOP_PAGE_SIZE` | 750 | page size of Loop's detailed returns list (max 750) |
-| `RETURNS_SYNC_HTTP_TIMEOUT` | 30 | seconds per vendor HTTP request |
-| `RETURNS_SYNC_RETRY_WAIT_SCALE` | 1 | multiplies every retry wait (tests use 0.01) |
-| `RETURNS_SYNC_PROCESS_SETTLE_MINUTES` | 30 | an unconfirmed Loop Process is re-sent only after this long (PRODUCT.md 2.4) |
+Settings (`RETURNS_SYNC_*` environment variables) are read by `settings.py` and listed in the
+settings table of [docs/OPERATIONS.md](../../docs/OPERATIONS.md#settings); this module turns them
+into what the domain code takes.
 """
 
 from __future__ import annotations
@@ -31,32 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from include.returns_sync.settings import settings
+
 log = logging.getLogger(__name__)
 
 STATE_CONN_ID = "returns_sync_db"
 LOOP_CONN_ID = "loop_default"
 WHIPLASH_CONN_ID = "whiplash_default"
-
-
-def env_int(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer (got {raw!r})") from exc
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name} must be true or false (got {raw!r})")
 
 
 @dataclass(frozen=True)
@@ -69,12 +38,13 @@ class PollSettings:
 
 
 def poll_settings() -> PollSettings:
+    config = settings()
     return PollSettings(
-        overlap=timedelta(minutes=_minutes("RETURNS_SYNC_POLL_OVERLAP_MINUTES", 30)),
-        initial_lookback=timedelta(hours=env_int("RETURNS_SYNC_INITIAL_LOOKBACK_HOURS", 24) or 24),
-        batch_size=max(1, env_int("RETURNS_SYNC_BATCH_SIZE", 100) or 100),
-        max_unmappable=env_int("RETURNS_SYNC_MAX_UNMAPPABLE", 50) or 0,
-        loop_page_size=min(750, max(1, env_int("RETURNS_SYNC_LOOP_PAGE_SIZE", 750) or 750)),
+        overlap=timedelta(minutes=config.poll_overlap_minutes),
+        initial_lookback=timedelta(hours=config.initial_lookback_hours),
+        batch_size=config.batch_size,
+        max_unmappable=config.max_unmappable,
+        loop_page_size=config.loop_page_size,
     )
 
 
@@ -94,29 +64,9 @@ def planned_window(watermark_name: str, end: datetime) -> dict[str, str]:
     return {"start": start.isoformat(), "end": stop.isoformat()}
 
 
-def _minutes(name: str, default: int) -> int:
-    value = env_int(name, default)
-    return default if value is None else max(0, value)
-
-
-DEFAULT_PROCESS_SETTLE_MINUTES = 30.0
-
-
 def process_settle() -> timedelta:
-    """`RETURNS_SYNC_PROCESS_SETTLE_MINUTES` (default 30; fractions allowed, never negative)."""
-    name = "RETURNS_SYNC_PROCESS_SETTLE_MINUTES"
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return timedelta(minutes=DEFAULT_PROCESS_SETTLE_MINUTES)
-    try:
-        minutes = float(raw)
-    except ValueError as exc:
-        raise ValueError(
-            f"environment variable {name} must be a number of minutes (got {raw!r})"
-        ) from exc
-    if minutes != minutes or minutes < 0:
-        raise ValueError(f"environment variable {name} must be >= 0 minutes (got {raw!r})")
-    return timedelta(minutes=minutes)
+    """How long an unconfirmed Loop Process waits before it is sent again."""
+    return timedelta(minutes=settings().process_settle_minutes)
 
 
 def rma_settings(dry_run: bool = False) -> Any:
@@ -124,8 +74,8 @@ def rma_settings(dry_run: bool = False) -> Any:
     from include.returns_sync.domain.rma import RmaSettings
 
     return RmaSettings(
-        warehouse_id=env_int("RETURNS_SYNC_WAREHOUSE_ID", None),
-        stale_claim_after=timedelta(minutes=_minutes("RETURNS_SYNC_STALE_CLAIM_MINUTES", 15)),
+        warehouse_id=settings().warehouse_id,
+        stale_claim_after=timedelta(minutes=settings().stale_claim_minutes),
         dry_run=dry_run,
     )
 
@@ -205,10 +155,9 @@ def _client_options() -> dict[str, Any]:
     """Retry waits and HTTP timeout; tests and benchmarks shrink them through the environment."""
     from include.returns_sync.clients.policy import RetryPolicy
 
-    scale = float(os.environ.get("RETURNS_SYNC_RETRY_WAIT_SCALE", "1") or 1)
-    policy = RetryPolicy().scaled(scale)  # waits and the 429-storm budget alike
-    timeout = float(os.environ.get("RETURNS_SYNC_HTTP_TIMEOUT", "30") or 30)
-    return {"retry_policy": policy, "timeout": timeout}
+    config = settings()
+    policy = RetryPolicy().scaled(config.retry_wait_scale)  # waits and the 429-storm budget alike
+    return {"retry_policy": policy, "timeout": config.http_timeout}
 
 
 def loop_hook() -> Any:

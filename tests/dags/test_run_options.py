@@ -120,15 +120,17 @@ def test_only_a_live_poll_advances_its_watermark(
 
 
 def test_no_other_code_reads_the_dry_run_switches() -> None:
-    """The form's `dry_run` and `RETURNS_SYNC_DRY_RUN` are read in `run_options` alone."""
+    """The form's `dry_run` and the deployment's `Settings.dry_run` are read in `run_options`
+    alone (and `RETURNS_SYNC_DRY_RUN` itself in `settings` alone: tests/test_settings.py)."""
     reads = re.compile(
-        r"""environ[^\n]*["']RETURNS_SYNC_DRY_RUN["']|env_bool\(\s*["']RETURNS_SYNC_DRY_RUN"""
-        r"""|params(\.get\(|\[)\s*["']dry_run["']"""
+        r"""params(\.get\(|\[)\s*["']dry_run["']"""
+        r"""|settings\(\)\.dry_run|Settings\.from_env\([^\n]*\)\.dry_run"""
     )
     files = [*ROOT.glob("dags/*.py"), *ROOT.glob("include/**/*.py")]
     offenders = [
         str(path.relative_to(ROOT))
         for path in files
-        if path.name != "run_options.py" and reads.search(path.read_text(encoding="utf-8"))
+        if path.name not in ("run_options.py", "settings.py")
+        and reads.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []

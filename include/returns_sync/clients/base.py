@@ -17,7 +17,6 @@ Deliberate differences from `HttpHook`:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -43,6 +42,7 @@ from include.returns_sync.clients.errors import (
     parse_retry_after,
 )
 from include.returns_sync.clients.policy import RetryPolicy, TokenBucket, shared_bucket
+from include.returns_sync.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +99,7 @@ def api_pool_slots() -> int:
     the sum of all processes under the vendor's limit (`RETURNS_SYNC_API_POOL_SLOTS`, default 2,
     the size `scripts/_env.sh` gives both pools).
     """
-    raw = os.environ.get("RETURNS_SYNC_API_POOL_SLOTS", "2").strip() or "2"
-    try:
-        slots = int(raw)
-    except ValueError:
-        raise ValueError(
-            f"RETURNS_SYNC_API_POOL_SLOTS must be a whole number, got {raw!r}"
-        ) from None
-    if slots < 1:
-        raise ValueError(f"RETURNS_SYNC_API_POOL_SLOTS must be at least 1, got {slots}")
-    return slots
+    return settings().api_pool_slots
 
 
 class VendorHook(HttpHook):

@@ -13,7 +13,6 @@ sent (it holds the client secret) is never stored.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from include.returns_sync.clients.base import Answer
 from include.returns_sync.clients.loop import LoopHook
 from include.returns_sync.clients.policy import RetryPolicy
 from include.returns_sync.clients.whiplash import WhiplashHook
+from include.returns_sync.settings import settings
 
 TOKEN_OPERATION = "oauth_token"
 
@@ -31,7 +31,7 @@ class ReadOnlyViolation(RuntimeError):
 
 def doctor_retry_policy() -> RetryPolicy:
     """Three attempts, waits of a few seconds at most (scaled like the pipeline's in tests)."""
-    scale = float(os.environ.get("RETURNS_SYNC_RETRY_WAIT_SCALE", "1") or 1)
+    scale = settings().retry_wait_scale
     return RetryPolicy(
         max_attempts=3,
         base_seconds=0.5 * scale,

@@ -16,11 +16,12 @@ from include.returns_sync.doctor.probes import (
 )
 from include.returns_sync.doctor.report import redact
 from include.returns_sync.doctor.webhook_checks import loop_webhooks_row, whiplash_webhooks_row
+from include.returns_sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MERCHANT = "default"
-MERCHANTS_ENV = "RETURNS_SYNC_MERCHANTS"
+MERCHANTS_ENV = Settings.merchants.name
 
 
 class UnknownMerchant(ValueError):
@@ -44,7 +45,7 @@ def options_for_merchant(
     Several merchants per deployment (PRODUCT.md section 3.1) come with a later release; until
     then a merchants file is refused rather than half-read.
     """
-    if environ.get(MERCHANTS_ENV):
+    if Settings.from_env(environ).merchants is not None:
         raise UnknownMerchant(
             f"{MERCHANTS_ENV} is set, but this version checks one merchant per deployment "
             "only (merchants files come with multi-merchant support); unset it to check the "

@@ -8,7 +8,6 @@ acts on Loop, with a message that names the file, the key and what is wrong with
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -17,11 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
+from include.returns_sync.settings import Settings, settings
 
 #: The criteria file format this release reads.
 CURRENT_VERSION = 1
 #: Environment variable that points at a deployment's own criteria file.
-CRITERIA_ENV_VAR = "RETURNS_SYNC_CRITERIA"
+CRITERIA_ENV_VAR = Settings.criteria.name
 #: The defaults shipped with the project (include/criteria.yaml).
 SHIPPED_CRITERIA = Path(__file__).resolve().parents[2] / "criteria.yaml"
 
@@ -158,8 +158,7 @@ def criteria_path(path: str | Path | None = None) -> Path:
     """Resolve which criteria file applies: the argument, then the environment, then ours."""
     if path is not None and str(path).strip():
         return Path(path)
-    from_env = os.environ.get(CRITERIA_ENV_VAR, "").strip()
-    return Path(from_env) if from_env else SHIPPED_CRITERIA
+    return settings().criteria or SHIPPED_CRITERIA
 
 
 def load_criteria(path: str | Path | None = None) -> Criteria:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.returns_sync import runtime
+from include.returns_sync.settings import settings
 
 if TYPE_CHECKING:
     from include.returns_sync.run_options import RunOptions
@@ -29,7 +29,7 @@ def plan(
     from include.returns_sync.domain.backfill import BackfillRequestError, plan_backfill
     from include.returns_sync.run_options import settle_or_fail
 
-    overlap = timedelta(hours=runtime.env_int("RETURNS_SYNC_BACKFILL_OVERLAP_HOURS", 6) or 0)
+    overlap = timedelta(hours=settings().backfill_overlap_hours)
     try:
         scope = plan_backfill(
             start=params.get("start"),

@@ -7,21 +7,22 @@ DAG files import this module at parse time, so it imports only the Airflow SDK a
 `RMA_ASSET` is not a webhook asset: the RMA DAG updates it and the receipts DAG is scheduled on
 it. It is defined here, once, because both DAG files need it and this module is cheap to import.
 
-`RETURNS_SYNC_WEBHOOK_POLL_SECONDS` (default 1) sets how often the triggerer reads the inbox.
+`RETURNS_SYNC_WEBHOOK_POLL_SECONDS` sets how often the triggerer reads the inbox
+(docs/OPERATIONS.md#settings).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import Asset, AssetWatcher
 
+from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.triggers import WebhookInboxTrigger
 
 WEBHOOK_URI_PREFIX = "returns_sync://webhooks/"
-POLL_SECONDS = float(os.environ.get("RETURNS_SYNC_WEBHOOK_POLL_SECONDS", "1") or 1)
+POLL_SECONDS = settings().webhook_poll_seconds
 
 
 def webhook_asset(source: str) -> Asset:

@@ -5,12 +5,8 @@ DAG's existing code path, and marks them done only after that work succeeded (`f
 event whose run died keeps its claim until it goes stale (`RETURNS_SYNC_INBOX_STALE_MINUTES`,
 default 10) and is then handed to the next run: nothing accepted is lost. Events that need no
 work are closed at claim time, with the reason in the log. A dry run only `peek`s: it reads the
-waiting events without claiming or closing any, so they stay for the first live run.
-
-| variable | default | meaning |
-| --- | --- | --- |
-| `RETURNS_SYNC_INBOX_CLAIM_LIMIT` | 500 | events one run takes (the rest wait for the next) |
-| `RETURNS_SYNC_INBOX_STALE_MINUTES` | 10 | a claim older than this is handed out again |
+waiting events without claiming or closing any, so they stay for the first live run. A run takes
+at most `RETURNS_SYNC_INBOX_CLAIM_LIMIT` events (docs/OPERATIONS.md#settings).
 """
 
 from __future__ import annotations
@@ -22,12 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from include.returns_sync import runtime
+from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.payloads import needs_work
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLAIM_LIMIT = 500
-DEFAULT_STALE_MINUTES = 10
 INBOX_KEY = "inbox_event_ids"
 #: Prefetch with the list only when the window it needs is this short (else read by id).
 PREFETCH_MAX_WINDOW = timedelta(hours=1)
@@ -55,9 +50,8 @@ class InboxClaim:
 
 
 def claim_settings() -> tuple[int, timedelta]:
-    limit = runtime.env_int("RETURNS_SYNC_INBOX_CLAIM_LIMIT", DEFAULT_CLAIM_LIMIT)
-    stale = runtime.env_int("RETURNS_SYNC_INBOX_STALE_MINUTES", DEFAULT_STALE_MINUTES)
-    return max(1, limit or DEFAULT_CLAIM_LIMIT), timedelta(minutes=max(1, stale or 1))
+    config = settings()
+    return config.inbox_claim_limit, timedelta(minutes=config.inbox_stale_minutes)
 
 
 def claim(source: str, claimer: str, store: Any = None) -> InboxClaim:

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
@@ -27,10 +25,11 @@ def _configure_and_run(connection: Connection) -> None:
 
 
 def _run_from_shell() -> None:
+    from include.returns_sync.settings import settings
     from include.returns_sync.state.engine import build_engine
     from include.returns_sync.state.url import parse_connection
 
-    raw = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("RETURNS_SYNC_DB")
+    raw = context.get_x_argument(as_dictionary=True).get("url") or settings().migrations_db
     if not raw:
         raise SystemExit("returns-sync migrations: pass -x url=... or set RETURNS_SYNC_DB")
     engine = build_engine(parse_connection(raw))
