@@ -28,7 +28,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
-from include.returns_sync.reconcile.codes import ReasonCode, Verdict
 from include.returns_sync.reconcile.criteria import Criteria
 from include.returns_sync.reconcile.frames import (
     CONTEXT_COLUMNS,
@@ -49,6 +48,7 @@ from include.returns_sync.reconcile.inputs import (
     unit_counts,
 )
 from include.returns_sync.reconcile.notes import flag_notes
+from include.returns_sync.vocabulary import ReasonCode, Verdict
 
 LINE_COLUMNS = (
     "whiplash_return_id",
