@@ -169,12 +169,11 @@ def state_store_target() -> str | None:
     if raw:
         return raw
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(STATE_CONN_ID)
-    except Exception as exc:  # AirflowNotFoundException: fall back to the embedded default
-        if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
-            raise
+    except AirflowNotFoundException:  # not defined: fall back to the embedded default
         return None
     fields = {
         "conn_type": conn.conn_type,

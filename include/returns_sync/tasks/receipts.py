@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
+from include.returns_sync.tasks.failures import fails_fast
 
 if TYPE_CHECKING:
     from include.returns_sync.run_options import RunOptions
@@ -61,6 +62,7 @@ def plan(
     return settle_or_fail(params, source="poll", window=window, inbox=True)
 
 
+@fails_fast
 def run_with_inbox(
     *, dag_id: str, run_id: str, options: RunOptions | Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -118,6 +120,7 @@ def _alert_on_failed_processing(summary: dict[str, Any]) -> None:
     )
 
 
+@fails_fast
 def reconcile_and_act(
     *,
     dag_id: str,

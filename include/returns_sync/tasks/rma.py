@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
+from include.returns_sync.tasks.failures import fails_fast
 
 if TYPE_CHECKING:
     from include.returns_sync.run_options import RunOptions
@@ -46,6 +47,7 @@ def plan(
     return settle_or_fail(params, source="poll", window=window, inbox=True)
 
 
+@fails_fast
 def collect_batches(
     window: dict[str, str] | None,
     explicit_ids: Sequence[str] = (),
@@ -94,6 +96,7 @@ def collect_batches(
     return batches or [{"returns": [], "ids": []}]
 
 
+@fails_fast
 def collect_with_inbox(
     options: RunOptions | Mapping[str, Any], *, claimer: str
 ) -> list[dict[str, Any]]:
@@ -118,6 +121,7 @@ def collect_with_inbox(
     return drain.merge_into_batches(batches, inbox, settings.batch_size, listed)
 
 
+@fails_fast
 def create_batch(
     batch: dict[str, Any], options: RunOptions | Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -134,6 +138,7 @@ def create_batch(
     return rows
 
 
+@fails_fast
 def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> list[dict[str, Any]]:
     """Create or adopt the RMA of every eligible return in one batch; one result per return."""
     from include.returns_sync.domain.rma import fetch_by_ids, record_not_found, sync_returns
