@@ -226,9 +226,3 @@ def whiplash_hook() -> Any:
             "No Fernet key configured: a rotated Whiplash refresh token cannot be persisted"
         )
     return WhiplashHook(token_store=token_store, **_client_options())
-
-
-def vendor_error() -> type[Exception]:
-    from include.returns_sync.clients.errors import VendorError
-
-    return VendorError

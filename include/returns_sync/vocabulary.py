@@ -98,9 +98,8 @@ class ActionStatus(StrEnum):
 UNCONFIRMED = frozenset({ActionStatus.INTENT, ActionStatus.QUEUED, ActionStatus.UNKNOWN})
 
 #: The vendor code of a Process Loop accepted but could not carry out (or never confirmed).
+#: (An action on a return that is not `open` is recorded with `ReasonCode.NOT_ACTIONABLE`.)
 PROCESS_FAILED = "PROCESS_FAILED"
-#: The vendor code recorded for an action on a Loop return that is not `open`.
-NOT_ACTIONABLE = "NOT_ACTIONABLE"
 
 
 class ActionOutcomeKind(StrEnum):

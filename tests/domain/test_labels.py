@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from include.returns_sync.clients.errors import VendorAuthError, VendorError, VendorServerError
+from include.returns_sync.clients.errors import VendorAuthError, VendorServerError
 from include.returns_sync.domain.eligibility import Ineligible, ineligibility
 from include.returns_sync.domain.labels import Label, announced_label, fill_labels
 from include.returns_sync.domain.rma import RmaSettings, sync_returns
@@ -253,7 +253,6 @@ def test_refused_credentials_on_create_fail_the_run_and_record_nothing_as_unmapp
             store=store,
             settings=RmaSettings(),
             source="poll",
-            vendor_error=VendorError,
         )
     assert store.get_sync_records(["48000001"]) == {}  # claim released, nothing unmappable
     assert store.sync_status_counts()["unmappable"] == 0
@@ -272,6 +271,5 @@ def test_refused_credentials_on_the_look_up_after_a_failed_create_fail_the_run(
             store=store,
             settings=RmaSettings(),
             source="poll",
-            vendor_error=VendorError,
         )
     assert store.sync_status_counts()["unmappable"] == 0

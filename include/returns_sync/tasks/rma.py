@@ -144,7 +144,6 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     from include.returns_sync.domain.rma import fetch_by_ids, record_not_found, sync_returns
     from include.returns_sync.models import LoopReturn
 
-    vendor_error = runtime.vendor_error()
     store = runtime.state_store()
     settings = runtime.rma_settings(dry_run=dry_run)
     returns, problems, malformed = [], [], []
@@ -158,7 +157,7 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     missing = [r for r in malformed if r.loop_return_id.isdigit()]
     if batch.get("ids"):
         loop = runtime.loop_hook()
-        found, not_read = fetch_by_ids(loop, batch["ids"], vendor_error)
+        found, not_read = fetch_by_ids(loop, batch["ids"])
         returns += _with_labels(found, batch, store, loop)
         missing += not_read
     problems += record_not_found(store, missing, source=source, settings=settings)
@@ -168,7 +167,6 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
         store=store,
         settings=settings,
         source=source,
-        vendor_error=vendor_error,
     )
     report.results.extend(problems)
     return [r.to_row() for r in report.results]
