@@ -42,7 +42,13 @@ from include.returns_sync.domain.mapping import (
     order_keys,
 )
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
-from include.returns_sync.models import ConsumerReturn, LoopReturn, WhiplashItem, WhiplashOrder
+from include.returns_sync.models import (
+    ConsumerReturn,
+    ConsumerReturnCreate,
+    LoopReturn,
+    WhiplashItem,
+    WhiplashOrder,
+)
 from include.returns_sync.vocabulary import DONE_STATUSES
 
 if TYPE_CHECKING:
@@ -56,7 +62,7 @@ class WhiplashApi(Protocol):
     def find_consumer_returns_by_loop_ids(
         self, loop_return_ids: Sequence[str]
     ) -> dict[str, ConsumerReturn]: ...
-    def create_consumer_return(self, payload: dict[str, Any]) -> ConsumerReturn: ...
+    def create_consumer_return(self, payload: ConsumerReturnCreate) -> ConsumerReturn: ...
     def find_items_by_sku(self, skus: Iterable[str]) -> dict[str, WhiplashItem]: ...
     def find_orders_by_originator(self, ids: Iterable[str]) -> dict[str, WhiplashOrder]: ...
     def find_orders_by_name(self, names: Iterable[str]) -> dict[str, WhiplashOrder]: ...
