@@ -49,7 +49,7 @@ from include.returns_sync.models import (
     WhiplashItem,
     WhiplashOrder,
 )
-from include.returns_sync.vocabulary import DONE_STATUSES
+from include.returns_sync.vocabulary import DONE_STATUSES, SyncStatus
 
 if TYPE_CHECKING:
     from include.returns_sync.state.records import ClaimResult, SyncRecord
@@ -104,11 +104,11 @@ class RmaSettings:
 
 
 #: Outcomes of one Loop return in one run (the report's buckets).
-CREATED = "created"
-ADOPTED = "adopted"
+CREATED = SyncStatus.CREATED.value
+ADOPTED = SyncStatus.ADOPTED.value
 ALREADY_SYNCED = "already_synced"
 INELIGIBLE = "ineligible"
-UNMAPPABLE = "unmappable"
+UNMAPPABLE = SyncStatus.UNMAPPABLE.value
 BUSY = "busy"  # another worker holds the claim right now; it will finish the job
 WOULD_CREATE = "would_create"  # dry run
 

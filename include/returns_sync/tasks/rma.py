@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
 from include.returns_sync.tasks.failures import fails_fast
+from include.returns_sync.vocabulary import SyncStatus
 
 if TYPE_CHECKING:
     from include.returns_sync.run_options import RunOptions
@@ -280,7 +281,7 @@ def finalize(
     summary["window"] = window
     summary["dry_run"] = dry_run
     store = runtime.state_store()
-    stuck = store.sync_status_counts().get("unmappable", 0)
+    stuck = store.sync_status_counts().get(SyncStatus.UNMAPPABLE, 0)
     summary["unmappable_in_store"] = stuck
     rows = sorted(
         ({k: v for k, v in row.items()} for batch in results for row in batch),
