@@ -56,6 +56,7 @@ from include.returns_sync.reconcile.frames import (
     expected_frame,
     received_frame,
 )
+from include.returns_sync.reports import format_counts
 from include.returns_sync.vocabulary import (
     ACTED_ON,
     PROCESS_FAILED,
@@ -156,7 +157,7 @@ class Undecided:
     updated_at: datetime | None
 
     @classmethod
-    def from_listing(cls, raw: Any, error: Exception) -> Undecided:
+    def from_listing(cls, raw: Any, error: VendorError) -> Undecided:
         """A listed consumer return whose JSON does not validate, as far as its JSON tells."""
         fields = raw if isinstance(raw, dict) else {}
         originator = fields.get("originator") if isinstance(fields.get("originator"), dict) else {}
@@ -165,7 +166,7 @@ class Undecided:
             whiplash_return_id=fields.get("id"),
             loop_return_id=str(loop_id) if loop_id not in (None, "") else None,
             reason_code=UnreadableReason.INVALID_WHIPLASH_DATA,
-            detail=getattr(error, "message", str(error)),
+            detail=error.message,
             updated_at=_parse_time(fields.get("updated_at")),
         )
 
@@ -240,6 +241,29 @@ class ReceiptReport:
             "actions": [*self.actions, *self.dispositions],
             "unreadable": [row.to_row() for row in self.undecided],
         }
+
+    def log(self, summary: Mapping[str, Any], folder: str) -> None:
+        """What the task log shows of the run (its `summary()`, written to `folder`)."""
+        log.info(
+            "Receipt run report (%s):\n%s", folder, format_counts("verdict", summary["verdicts"])
+        )
+        for code, loop_ids in summary["failed_actions"].items():
+            log.warning("Loop actions failed, %s: %s", code, ", ".join(loop_ids))
+        reasons = {k: v for k, v in summary["reason_codes"].items() if v}
+        if reasons:
+            log.warning("Flag/skip reasons:\n%s", format_counts("reason", reasons))
+        if summary["actions"]:
+            log.info("Loop actions:\n%s", format_counts("action outcome", summary["actions"]))
+        if summary["dispositions"]:
+            log.info("Dispositions:\n%s", format_counts("outcome", summary["dispositions"]))
+        for row in self.undecided:
+            log.warning(
+                "Receipt %s (Loop return %s) not decided, %s: %s",
+                row.whiplash_return_id,
+                row.loop_return_id,
+                row.reason_code,
+                row.detail,
+            )
 
     def process_failed(self) -> list[str]:
         """Loop return ids whose Process Loop failed to carry out, found in this run."""

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.returns_sync import runtime
-from include.returns_sync.domain.receipts import RECEIPT_WATERMARK, ReceiptReport
-from include.returns_sync.reports import format_counts, write_report
+from include.returns_sync.domain.receipts import RECEIPT_WATERMARK
+from include.returns_sync.reports import write_report
 from include.returns_sync.tasks.failures import fails_fast
 from include.returns_sync.vocabulary import PROCESS_FAILED
 
@@ -160,29 +160,8 @@ def reconcile_and_act(
     summary = report.summary()
     folder = write_report(dag_id, run_id, summary, report.tables())
     summary["report_folder"] = str(folder)
-    _log_report(report, summary, str(folder))
+    report.log(summary, str(folder))
     watermark = report.watermark()
     if watermark is not None:
         store.advance_watermark(RECEIPT_WATERMARK, watermark)
     return summary
-
-
-def _log_report(report: ReceiptReport, summary: dict[str, Any], folder: str) -> None:
-    log.info("Receipt run report (%s):\n%s", folder, format_counts("verdict", summary["verdicts"]))
-    for code, loop_ids in summary["failed_actions"].items():
-        log.warning("Loop actions failed, %s: %s", code, ", ".join(loop_ids))
-    reasons = {k: v for k, v in summary["reason_codes"].items() if v}
-    if reasons:
-        log.warning("Flag/skip reasons:\n%s", format_counts("reason", reasons))
-    if summary["actions"]:
-        log.info("Loop actions:\n%s", format_counts("action outcome", summary["actions"]))
-    if summary["dispositions"]:
-        log.info("Dispositions:\n%s", format_counts("outcome", summary["dispositions"]))
-    for row in report.undecided:
-        log.warning(
-            "Receipt %s (Loop return %s) not decided, %s: %s",
-            row.whiplash_return_id,
-            row.loop_return_id,
-            row.reason_code,
-            row.detail,
-        )
