@@ -74,6 +74,7 @@ def run_with_inbox(
     failure alert pages the operator; later runs report it without failing again.
     """
     from include.returns_sync.run_options import RunOptions
+    from include.returns_sync.state.records import InboxSource
     from include.returns_sync.webhooks import drain
 
     run = RunOptions.of(options)
@@ -81,10 +82,10 @@ def run_with_inbox(
     inbox = loop_events = None
     if run.inbox:
         if run.dry_run:
-            ids = [int(i) for i in drain.peek("whiplash").resource_ids]
+            ids = [int(i) for i in drain.peek(InboxSource.WHIPLASH).resource_ids]
         else:
-            loop_events = drain.claim("loop_return", f"{run_id}/reconcile_and_act")
-            inbox = drain.claim("whiplash", f"{run_id}/reconcile_and_act")
+            loop_events = drain.claim(InboxSource.LOOP_RETURN, f"{run_id}/reconcile_and_act")
+            inbox = drain.claim(InboxSource.WHIPLASH, f"{run_id}/reconcile_and_act")
             ids = [int(i) for i in inbox.resource_ids]
     summary = reconcile_and_act(
         dag_id=dag_id,

@@ -108,13 +108,15 @@ def collect_with_inbox(
     reads the waiting events without claiming them: it reports them, a live run takes them.
     """
     from include.returns_sync.run_options import RunOptions
+    from include.returns_sync.state.records import InboxSource
     from include.returns_sync.webhooks import drain
 
     run = RunOptions.of(options)
     batches = collect_batches(run.window, run.ids, include_retries=run.window is not None)
     if not run.inbox:
         return batches
-    inbox = drain.peek("loop") if run.dry_run else drain.claim("loop", claimer)
+    source = InboxSource.LOOP
+    inbox = drain.peek(source) if run.dry_run else drain.claim(source, claimer)
     settings = runtime.poll_settings()
     listed = drain.prefetch_loop_returns(
         inbox, runtime.loop_hook(), page_size=settings.loop_page_size
