@@ -14,10 +14,10 @@ from collections import defaultdict
 import pandas as pd
 
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
-from include.returns_sync.reconcile.codes import ReasonCode
 from include.returns_sync.reconcile.criteria import Criteria
 from include.returns_sync.reconcile.frames import NO_SKU
 from include.returns_sync.reconcile.notes import NoteRow, compose_note
+from include.returns_sync.vocabulary import ReasonCode
 
 #: (verdict, reason codes, note) for one return.
 Decision = tuple[str, tuple[str, ...], str | None]

@@ -119,12 +119,11 @@ def state_store_target() -> str | None:
     if raw:
         return raw
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(STATE_CONN_ID)
-    except Exception as exc:  # AirflowNotFoundException: fall back to the embedded default
-        if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
-            raise
+    except AirflowNotFoundException:  # not defined: fall back to the embedded default
         return None
     fields = {
         "conn_type": conn.conn_type,
@@ -176,9 +175,3 @@ def whiplash_hook() -> Any:
             "No Fernet key configured: a rotated Whiplash refresh token cannot be persisted"
         )
     return WhiplashHook(token_store=token_store, **_client_options())
-
-
-def vendor_error() -> type[Exception]:
-    from include.returns_sync.clients.errors import VendorError
-
-    return VendorError

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from include.returns_sync.clients.errors import LoopActionRejected, VendorError
 from include.returns_sync.domain.actions import (
     PROCESS_FAILED,
     ActionSettings,
@@ -22,16 +23,12 @@ from include.returns_sync.models import LoopNote, LoopReturn
 from include.returns_sync.state import StateStore
 
 
-class Rejected(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
+def rejected(code: str) -> LoopActionRejected:
+    return LoopActionRejected("loop", 200, code, code, "POST", "/return/77/process")
 
 
-class VendorFailure(Exception):
-    def __init__(self, status: int | None) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
+def vendor_failure(status: int | None) -> VendorError:
+    return VendorError("loop", status, None, f"HTTP {status}", "POST", "/return/77/process")
 
 
 @dataclass
@@ -81,8 +78,6 @@ def run(loop: FakeLoop, store: StateStore, verdict: str, state: str = "open", **
         verdict,
         "Expected 2 x SKU-1; received 1 good, 1 damaged.",
         ActionSettings(**settings),
-        rejected=Rejected,
-        vendor_error=VendorFailure,
     )
 
 
@@ -192,7 +187,7 @@ def test_a_return_that_is_not_open_is_never_acted_on(store: StateStore, state: s
 
 
 def test_an_http_200_with_errors_is_a_failure_with_the_vendor_code(store: StateStore) -> None:
-    loop = FakeLoop(fail_next=Rejected("UNPROCESSABLE_FLAGGED_RETURN"))
+    loop = FakeLoop(fail_next=rejected("UNPROCESSABLE_FLAGGED_RETURN"))
     outcome = run(loop, store, "process")
     assert (outcome.outcome, outcome.vendor_code) == ("failed", "UNPROCESSABLE_FLAGGED_RETURN")
     action = store.actions_for("77")["process"]
@@ -202,14 +197,14 @@ def test_an_http_200_with_errors_is_a_failure_with_the_vendor_code(store: StateS
 def test_an_unanswered_process_is_not_resent_while_loop_may_still_be_working(
     store: StateStore,
 ) -> None:
-    loop = FakeLoop(fail_next=VendorFailure(None))  # timeout: did Loop queue it or not?
+    loop = FakeLoop(fail_next=vendor_failure(None))  # timeout: did Loop queue it or not?
     assert run(loop, store, "process").outcome == "unknown"
     assert run(loop, store, "process").outcome == "pending"
     assert loop.calls == [("process", "77")]
 
 
 def test_an_unanswered_process_is_confirmed_by_a_closed_return(store: StateStore) -> None:
-    loop = FakeLoop(fail_next=VendorFailure(502))
+    loop = FakeLoop(fail_next=vendor_failure(502))
     run(loop, store, "process")
     assert run(loop, store, "process", "closed").outcome == "confirmed"
     assert store.actions_for("77")["process"].status == "sent"
@@ -219,7 +214,7 @@ def test_an_unanswered_process_is_confirmed_by_a_closed_return(store: StateStore
 def test_an_unanswered_process_is_resent_once_it_has_settled_and_the_return_is_open(
     store: StateStore,
 ) -> None:
-    loop = FakeLoop(fail_next=VendorFailure(None))
+    loop = FakeLoop(fail_next=vendor_failure(None))
     run(loop, store, "process")
     later = datetime.now(UTC) + timedelta(hours=1)
     assert run(loop, store, "process", now=lambda: later).outcome == "queued"
@@ -249,7 +244,7 @@ def test_dry_run_calls_nothing_and_records_nothing(store: StateStore) -> None:
 
 
 def test_a_refused_action_is_reported_but_never_repeated(store: StateStore) -> None:
-    loop = FakeLoop(fail_next=Rejected("UNPROCESSABLE_FLAGGED_RETURN"))
+    loop = FakeLoop(fail_next=rejected("UNPROCESSABLE_FLAGGED_RETURN"))
     run(loop, store, "process")
     again = run(loop, store, "process")
     assert (again.outcome, again.vendor_code) == ("failed", "UNPROCESSABLE_FLAGGED_RETURN")
@@ -257,8 +252,8 @@ def test_a_refused_action_is_reported_but_never_repeated(store: StateStore) -> N
 
 
 def test_an_authentication_error_fails_the_task_and_is_retried_later(store: StateStore) -> None:
-    loop = FakeLoop(fail_next=VendorFailure(401))
-    with pytest.raises(VendorFailure):
+    loop = FakeLoop(fail_next=vendor_failure(401))
+    with pytest.raises(VendorError):
         run(loop, store, "process")
     later = datetime.now(UTC) + timedelta(hours=1)
     assert run(loop, store, "process", now=lambda: later).outcome == "queued"
@@ -268,7 +263,7 @@ def test_a_flag_whose_answer_was_lost_is_confirmed_by_review_and_its_note_still_
     store: StateStore,
 ) -> None:
     """Loop moved the return to `review` on our flag, but the answer never reached us."""
-    loop = FakeLoop(fail_next=VendorFailure(None))
+    loop = FakeLoop(fail_next=vendor_failure(None))
     assert run(loop, store, "flag").outcome == "unknown"
     assert run(loop, store, "flag", "review").outcome == "sent"
     assert run(loop, store, "flag", "review").outcome == "already_done"
@@ -282,7 +277,7 @@ def test_a_flag_whose_answer_was_lost_on_a_return_still_open_is_sent_again_once(
     store: StateStore,
 ) -> None:
     """Where a flagged return stays `open`, nothing in Loop tells whether the flag landed."""
-    loop = FakeLoop(fail_next=VendorFailure(None))
+    loop = FakeLoop(fail_next=vendor_failure(None))
     assert run(loop, store, "flag").outcome == "unknown"
     assert run(loop, store, "flag").outcome == "sent"
     assert run(loop, store, "flag").outcome == "already_done"

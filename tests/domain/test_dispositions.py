@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from include.returns_sync.clients.errors import LoopActionRejected, VendorError
 from include.returns_sync.domain.dispositions import (
+    Dispositions,
     plan_and_record,
     plan_dispositions,
     send_dispositions,
 )
 from include.returns_sync.models import LoopReturn
-from include.returns_sync.reconcile.criteria import Dispositions
 from include.returns_sync.state import StateStore
 
 ON = Dispositions(enabled=True)
@@ -81,14 +82,12 @@ class FakeLoop:
             raise exc
 
 
-class Rejected(Exception):
-    code = "UNPROCESSABLE"
+def rejected(message: str) -> LoopActionRejected:
+    return LoopActionRejected("loop", 200, "UNPROCESSABLE", message, "POST", "/dispositions")
 
 
-class VendorFailure(Exception):
-    def __init__(self, status: int | None) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
+def vendor_failure(status: int | None) -> VendorError:
+    return VendorError("loop", status, None, f"HTTP {status}", "POST", "/dispositions")
 
 
 @pytest.fixture
@@ -99,9 +98,7 @@ def store(tmp_path: Path) -> StateStore:
 
 
 def send(loop: FakeLoop, store: StateStore) -> str:
-    return send_dispositions(
-        loop, store, "77", rejected=Rejected, vendor_error=VendorFailure
-    ).outcome
+    return send_dispositions(loop, store, "77").outcome
 
 
 def acted(store: StateStore) -> None:
@@ -131,7 +128,7 @@ def test_a_lost_answer_is_sent_again_with_the_same_items_and_a_refusal_is_final(
     items = plan_dispositions(loop_return("A"), {"A": (1, 0)}, ON)
     plan_and_record(store, "77", items)
     acted(store)
-    loop = FakeLoop(fail_next=VendorFailure(None))
+    loop = FakeLoop(fail_next=vendor_failure(None))
     assert send(loop, store) == "unknown"
     assert store.waiting_dispositions() == ["77"]
     assert send(loop, store) == "sent"
@@ -140,10 +137,8 @@ def test_a_lost_answer_is_sent_again_with_the_same_items_and_a_refusal_is_final(
     store.begin_action("78", "disposition", '[{"line_item_id": 1}]')
     store.begin_action("78", "process")
     store.finish_action("78", "process", "sent")
-    refusing = FakeLoop(fail_next=Rejected("line item 1 is not ours"))
-    outcome = send_dispositions(
-        refusing, store, "78", rejected=Rejected, vendor_error=VendorFailure
-    )
+    refusing = FakeLoop(fail_next=rejected("line item 1 is not ours"))
+    outcome = send_dispositions(refusing, store, "78")
     assert outcome.outcome == "failed"
     assert store.waiting_dispositions() == []
 

@@ -20,11 +20,17 @@ from typing import Any
 
 import pytest
 
-from include.returns_sync.clients.errors import VendorAuthError, VendorError, VendorServerError
+from include.returns_sync.clients.errors import VendorAuthError, VendorServerError
 from include.returns_sync.domain.eligibility import Ineligible, ineligibility
 from include.returns_sync.domain.labels import Label, announced_label, fill_labels
 from include.returns_sync.domain.rma import RmaSettings, sync_returns
-from include.returns_sync.models import ConsumerReturn, LoopReturn, WhiplashItem, WhiplashOrder
+from include.returns_sync.models import (
+    ConsumerReturn,
+    ConsumerReturnCreate,
+    LoopReturn,
+    WhiplashItem,
+    WhiplashOrder,
+)
 from include.returns_sync.state import StateStore
 
 UPDATED = datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
@@ -189,10 +195,10 @@ class FakeWhiplash:
             raise self.lookup_error
         return {}
 
-    def create_consumer_return(self, payload: dict[str, Any]) -> ConsumerReturn:
+    def create_consumer_return(self, payload: ConsumerReturnCreate) -> ConsumerReturn:
         if self.create_error is not None:
             raise self.create_error
-        self.created.append(payload)
+        self.created.append(payload.body())
         return ConsumerReturn.model_validate({"id": 700 + len(self.created)})
 
     def find_items_by_sku(self, skus: Any) -> dict[str, WhiplashItem]:
@@ -253,7 +259,6 @@ def test_refused_credentials_on_create_fail_the_run_and_record_nothing_as_unmapp
             store=store,
             settings=RmaSettings(),
             source="poll",
-            vendor_error=VendorError,
         )
     assert store.get_sync_records(["48000001"]) == {}  # claim released, nothing unmappable
     assert store.sync_status_counts()["unmappable"] == 0
@@ -272,6 +277,5 @@ def test_refused_credentials_on_the_look_up_after_a_failed_create_fail_the_run(
             store=store,
             settings=RmaSettings(),
             source="poll",
-            vendor_error=VendorError,
         )
     assert store.sync_status_counts()["unmappable"] == 0

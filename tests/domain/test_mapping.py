@@ -49,7 +49,7 @@ LOOKUPS = Lookups(
 
 
 def test_units_of_one_sku_become_one_item_line_with_their_count() -> None:
-    payload = build_consumer_return(loop_return(), LOOKUPS)
+    payload = build_consumer_return(loop_return(), LOOKUPS).body()
     items = {i["item_id"]: i for i in payload["shipnotice_items_attributes"]}
     assert items[11]["quantity"] == 2
     assert items[12]["quantity"] == 1
@@ -58,7 +58,7 @@ def test_units_of_one_sku_become_one_item_line_with_their_count() -> None:
 
 
 def test_references_are_the_loop_return_id_as_a_decimal_string() -> None:
-    payload = build_consumer_return(loop_return(), LOOKUPS)
+    payload = build_consumer_return(loop_return(), LOOKUPS).body()
     assert payload["reference"] == "9001"
     assert payload["originator_attributes"] == {"original_id": "9001", "group_id": "555"}
     assert payload["order_id"] == 77
@@ -70,7 +70,7 @@ def test_references_are_the_loop_return_id_as_a_decimal_string() -> None:
 def test_configured_warehouse_wins_and_nulls_are_omitted() -> None:
     payload = build_consumer_return(
         loop_return(carrier=None, label_url=None), LOOKUPS, warehouse_id=9
-    )
+    ).body()
     assert payload["warehouse_id"] == 9
     assert "carrier" not in payload and "shipping_label_url" not in payload
 
@@ -92,13 +92,15 @@ def test_return_action_follows_the_loop_outcome(outcome: str | None, action: str
 
 
 def test_line_item_outcome_overrides_the_return_outcome() -> None:
-    payload = build_consumer_return(loop_return(), LOOKUPS)
+    payload = build_consumer_return(loop_return(), LOOKUPS).body()
     actions = {i["item_id"]: i["return_action"] for i in payload["shipnotice_items_attributes"]}
     assert actions == {11: "refund", 12: "exchange"}
 
 
 def test_order_falls_back_to_the_order_name() -> None:
-    payload = build_consumer_return(loop_return(provider_order_id=None, order_name="2002"), LOOKUPS)
+    payload = build_consumer_return(
+        loop_return(provider_order_id=None, order_name="2002"), LOOKUPS
+    ).body()
     assert payload["order_id"] == 78
 
 
@@ -122,7 +124,7 @@ def test_unmappable_returns_name_their_reason(overrides: dict, reason: Unmappabl
 def test_aliases_map_alternative_skus_onto_the_whiplash_sku() -> None:
     aliases = normalise_aliases({"old-sku-1": "SKU-1"})
     r = loop_return(line_items=[{"line_item_id": 5, "sku": "OLD-SKU-1"}])
-    payload = build_consumer_return(r, LOOKUPS, aliases=aliases)
+    payload = build_consumer_return(r, LOOKUPS, aliases=aliases).body()
     assert payload["shipnotice_items_attributes"][0]["item_id"] == 11
 
 
@@ -161,7 +163,9 @@ def test_a_line_item_outcome_default_follows_the_returns_outcome(line_outcome: o
         {"line_item_id": 1, "sku": "SKU-1", "outcome": line_outcome},
         {"line_item_id": 3, "sku": "SKU-2", "outcome": "default"},
     ]
-    payload = build_consumer_return(loop_return(outcome="exchange", line_items=lines), LOOKUPS)
+    payload = build_consumer_return(
+        loop_return(outcome="exchange", line_items=lines), LOOKUPS
+    ).body()
     actions = {i["item_id"]: i["return_action"] for i in payload["shipnotice_items_attributes"]}
     assert actions == {11: "exchange", 12: "exchange"}
 
@@ -171,6 +175,6 @@ def test_a_line_items_own_outcome_wins_over_the_returns() -> None:
         {"line_item_id": 1, "sku": "SKU-1", "outcome": "default"},
         {"line_item_id": 3, "sku": "SKU-2", "outcome": "store_credit"},
     ]
-    payload = build_consumer_return(loop_return(outcome="refund", line_items=lines), LOOKUPS)
+    payload = build_consumer_return(loop_return(outcome="refund", line_items=lines), LOOKUPS).body()
     actions = {i["item_id"]: i["return_action"] for i in payload["shipnotice_items_attributes"]}
     assert actions == {11: "refund", 12: "credit"}

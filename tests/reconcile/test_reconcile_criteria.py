@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from include.returns_sync.domain.dispositions import Dispositions
 from include.returns_sync.reconcile import (
     CRITERIA_ENV_VAR,
     Criteria,
@@ -14,7 +15,7 @@ from include.returns_sync.reconcile import (
     load_criteria,
     parse_criteria,
 )
-from include.returns_sync.reconcile.criteria import SHIPPED_CRITERIA, Dispositions
+from include.returns_sync.reconcile.criteria import SHIPPED_CRITERIA
 
 
 def write(tmp_path: Path, text: str, name: str = "criteria.yaml") -> Path:

@@ -1,5 +1,9 @@
 """What can go wrong when we talk to Loop or Whiplash, as exceptions a caller can act on.
 
+Plain Python (no Airflow, no `requests`): the domain layer imports these types to tell failures
+apart, and the task layer (`tasks/failures.py`) turns the ones no retry can fix
+(`VendorAuthError`, `ConnectionNotDefined`) into Airflow's fail-without-retries.
+
 Every failure of a vendor call surfaces as a `VendorError` subclass naming the vendor, the HTTP
 status, the vendor's error code (when it sent one), a readable message, and the method and path
 of the request. Messages never contain credentials, tokens or response bodies that are not JSON
@@ -18,8 +22,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-
-from airflow.sdk.exceptions import AirflowFailException
 
 #: Longest vendor message we quote; vendor texts are short, anything longer is not a message.
 _MAX_MESSAGE = 300
@@ -62,11 +64,11 @@ class VendorError(Exception):
         return False
 
 
-class VendorAuthError(VendorError, AirflowFailException):
+class VendorAuthError(VendorError):
     """401/403: the key, secret or token was refused (or lacks the scope for this endpoint).
 
-    Also an `AirflowFailException`: Airflow fails the task at once, without its retries,
-    because trying again cannot help until someone fixes the connection; the alert fires now.
+    The task layer fails the task at once on it, without its retries, because trying again
+    cannot help until someone fixes the connection; the alert fires now.
     """
 
 
@@ -202,9 +204,9 @@ class LoopActionRejected(VendorError):
     """
 
 
-class ConnectionNotDefined(AirflowFailException):
-    """The Airflow connection a hook needs does not exist. Fails the task without retries;
-    the message names the connection and the two ways to define it."""
+class ConnectionNotDefined(Exception):
+    """The Airflow connection a hook needs does not exist. The task layer fails the task on it
+    without retries; the message names the connection and the two ways to define it."""
 
     def __init__(self, conn_id: str, fields: str) -> None:
         self.conn_id = conn_id

@@ -50,7 +50,12 @@ from include.returns_sync.clients.pagination import (
     whiplash_updated_since,
 )
 from include.returns_sync.clients.policy import RetryPolicy
-from include.returns_sync.models import ConsumerReturn, WhiplashItem, WhiplashOrder
+from include.returns_sync.models import (
+    ConsumerReturn,
+    ConsumerReturnCreate,
+    WhiplashItem,
+    WhiplashOrder,
+)
 from include.returns_sync.provider import (
     WHIPLASH_DEFAULT_HOST,
     WHIPLASH_DEFAULT_RATE,
@@ -303,22 +308,23 @@ class WhiplashHook(VendorHook):
                     matches.setdefault(str(key), []).append(rma)
         return self._pick(matches, "consumer return", lambda rma: rma.id)
 
-    def create_consumer_return(self, payload: Mapping[str, Any]) -> ConsumerReturn:
+    def create_consumer_return(
+        self, payload: ConsumerReturnCreate | Mapping[str, Any]
+    ) -> ConsumerReturn:
         """Create an RMA. Never re-sent after an ambiguous failure.
+
+        `payload` is the typed body (`domain.mapping.build_consumer_return` builds it); a plain
+        mapping is read into that model first, so an invalid one (no items, a misspelt field)
+        raises a `ValueError` before anything is sent.
 
         Raises `VendorConflict` on 409 (it exists: look it up and adopt it) and
         `AmbiguousWriteError` when the answer was lost (look it up before trying again).
         """
-        if not isinstance(payload, Mapping):
-            raise TypeError(f"payload must be a mapping, got {type(payload).__name__}")
-        items = payload.get("shipnotice_items_attributes")
-        if not isinstance(items, list) or not items:
-            raise ValueError("a consumer return needs a non-empty 'shipnotice_items_attributes'")
-        if "requires_label" not in payload:
-            raise ValueError("a consumer return needs 'requires_label'")
+        if not isinstance(payload, ConsumerReturnCreate):
+            payload = ConsumerReturnCreate.model_validate(payload)
         path = f"{API}/consumer_returns"
         answer = self._call(
-            "create_consumer_return", "POST", path, json_body=dict(payload), idempotent=False
+            "create_consumer_return", "POST", path, json_body=payload.body(), idempotent=False
         )
         body = as_object(answer.body, "the created consumer return", self.vendor, "POST", path)
         return parse_record(ConsumerReturn, body, self.vendor, "POST", path)

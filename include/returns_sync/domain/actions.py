@@ -33,19 +33,29 @@ a queued Process is never queued twice within that time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
+from include.returns_sync.clients.errors import LoopActionRejected, VendorError
 from include.returns_sync.models import LoopNote, LoopReturn
+from include.returns_sync.vocabulary import (
+    PROCESS_FAILED,
+    UNCONFIRMED,
+    ActionKind,
+    ActionStatus,
+    ReasonCode,
+    Verdict,
+)
+from include.returns_sync.vocabulary import ActionOutcomeKind as Outcome
 
-PROCESS = "process"
-FLAG = "flag"
-NOTE = "note"
-#: The vendor code of a Process Loop accepted but could not carry out (or never confirmed).
-PROCESS_FAILED = "PROCESS_FAILED"
-#: Statuses of a Process that may still be running at Loop (or may never have arrived).
-UNCONFIRMED = ("intent", "queued", "unknown")
+if TYPE_CHECKING:
+    from include.returns_sync.state.records import ActionClaim, LoopAction
+
+PROCESS = ActionKind.PROCESS
+FLAG = ActionKind.FLAG
+NOTE = ActionKind.NOTE
 
 
 class LoopActions(Protocol):
@@ -56,16 +66,20 @@ class LoopActions(Protocol):
 
 
 class ActionStore(Protocol):
-    def begin_action(self, loop_return_id: str, action: Any, payload: str | None = None) -> Any: ...
-    def retry_action(self, loop_return_id: str, action: Any, *, seen_attempts: int) -> Any: ...
+    def begin_action(
+        self, loop_return_id: str, action: ActionKind, payload: str | None = None
+    ) -> ActionClaim: ...
+    def retry_action(
+        self, loop_return_id: str, action: ActionKind, *, seen_attempts: int
+    ) -> ActionClaim: ...
     def finish_action(
         self,
         loop_return_id: str,
-        action: Any,
-        status: Any,
+        action: ActionKind,
+        status: ActionStatus,
         vendor_code: str | None = None,
         message: str | None = None,
-    ) -> Any: ...
+    ) -> LoopAction: ...
 
 
 @dataclass(frozen=True)
@@ -73,9 +87,10 @@ class ActionOutcome:
     """What happened to one return's verdict at Loop."""
 
     loop_return_id: str
+    #: process | flag | disposition (the action taken, by its `ActionKind` value)
     verdict: str
-    # sent | queued | confirmed | already_done | not_actionable | pending | failed | unknown |
-    # dry_run ("queued": Loop accepted a Process; "confirmed": a queued Process is now closed)
+    #: an `ActionOutcomeKind` value ("queued": Loop accepted a Process; "confirmed": a queued
+    #: Process is now closed)
     outcome: str
     loop_state: str | None = None
     vendor_code: str | None = None
@@ -83,6 +98,14 @@ class ActionOutcome:
     #: True when this reports an outcome recorded by an earlier run (e.g. a failure already
     #: alerted on), False when it happened now.
     repeat: bool = False
+
+    def to_row(self) -> dict[str, Any]:
+        """A JSON-friendly dict (run report, XCom): enum members as their plain values."""
+        return {key: _plain(value) for key, value in asdict(self).items()}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, StrEnum) else value
 
 
 @dataclass(frozen=True)
@@ -98,12 +121,9 @@ def act(
     loop: LoopActions,
     store: ActionStore,
     current: LoopReturn,
-    verdict: str,
+    verdict: Verdict | str,
     note: str | None,
     settings: ActionSettings,
-    *,
-    rejected: type[Exception],
-    vendor_error: type[Exception],
 ) -> ActionOutcome:
     """Carry one `process`/`flag` verdict to Loop, exactly once. See the module docstring.
 
@@ -111,44 +131,42 @@ def act(
     reconciliation and acting alike).
     """
     if settings.dry_run:
-        return ActionOutcome(current.id or "", verdict, "dry_run", current.state)
-    if verdict == PROCESS:
-        return _process(loop, store, current, settings, rejected, vendor_error)
-    if verdict == FLAG:
-        return _flag(loop, store, current, note or "", rejected, vendor_error)
+        return ActionOutcome(current.id or "", verdict, Outcome.DRY_RUN, current.state)
+    if verdict == Verdict.PROCESS:
+        return _process(loop, store, current, settings)
+    if verdict == Verdict.FLAG:
+        return _flag(loop, store, current, note or "")
     raise ValueError(f"verdict must be process or flag, got {verdict!r}")
-
-
-def _claim(store: ActionStore, loop_return_id: str, action: str, payload: str | None) -> Any:
-    return store.begin_action(loop_return_id, action, payload)
 
 
 def send_under_intent(
     store: ActionStore,
     loop_return_id: str,
-    action: str,
+    action: ActionKind,
     call: Callable[[], None],
-    rejected: type[Exception],
-    vendor_error: type[Exception],
-    accepted: str = "sent",
+    accepted: ActionStatus = ActionStatus.SENT,
 ) -> tuple[str, str | None, str | None]:
     """Make one Loop call under an intent; record and return (status, vendor code, message).
 
     `accepted` is what Loop's `true` means: `sent` (done), or `queued` for an asynchronous
-    Process.
+    Process. A refusal of our credentials (401/403) is recorded `unknown` and propagates.
     """
     try:
         call()
-    except rejected as exc:  # HTTP 200 with an errors body: Loop refused, nothing happened
-        code = getattr(exc, "code", None)
-        store.finish_action(loop_return_id, action, "failed", code, str(exc)[:500])
-        return "failed", code, str(exc)
-    except vendor_error as exc:
-        status = getattr(exc, "status", None)
+    except (
+        LoopActionRejected
+    ) as exc:  # HTTP 200 with an errors body: Loop refused, nothing happened
+        code = exc.code
+        store.finish_action(loop_return_id, action, ActionStatus.FAILED, code, str(exc)[:500])
+        return ActionStatus.FAILED, code, str(exc)
+    except VendorError as exc:
+        status = exc.status
         if status in (401, 403):  # a configuration problem: fail the task, alert, retry later
-            store.finish_action(loop_return_id, action, "unknown", str(status), str(exc)[:500])
+            store.finish_action(
+                loop_return_id, action, ActionStatus.UNKNOWN, str(status), str(exc)[:500]
+            )
             raise
-        outcome = "failed" if status in (400, 404, 422) else "unknown"
+        outcome = ActionStatus.FAILED if status in (400, 404, 422) else ActionStatus.UNKNOWN
         store.finish_action(loop_return_id, action, outcome, str(status or ""), str(exc)[:500])
         return outcome, str(status or ""), str(exc)
     store.finish_action(loop_return_id, action, accepted)
@@ -156,24 +174,19 @@ def send_under_intent(
 
 
 def _process(
-    loop: LoopActions,
-    store: ActionStore,
-    current: LoopReturn,
-    settings: ActionSettings,
-    rejected: type[Exception],
-    vendor_error: type[Exception],
+    loop: LoopActions, store: ActionStore, current: LoopReturn, settings: ActionSettings
 ) -> ActionOutcome:
     rid = current.id or ""
-    claim = _claim(store, rid, PROCESS, None)
+    claim = store.begin_action(rid, PROCESS, None)
     if not claim.created:
         previous = claim.action
-        if previous.status == "sent":
-            return ActionOutcome(rid, PROCESS, "already_done", current.state)
-        if previous.status == "failed":  # refused, or processing failed: a person must look
+        if previous.status == ActionStatus.SENT:
+            return ActionOutcome(rid, PROCESS, Outcome.ALREADY_DONE, current.state)
+        if previous.status == ActionStatus.FAILED:  # refused, or processing failed: a person looks
             return ActionOutcome(
                 rid,
                 PROCESS,
-                "failed",
+                Outcome.FAILED,
                 current.state,
                 previous.vendor_code,
                 previous.message,
@@ -183,13 +196,16 @@ def _process(
         if settled is not None:
             return settled
         if not current.is_open:
-            return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
+            return ActionOutcome(rid, PROCESS, Outcome.NOT_ACTIONABLE, current.state)
         if settings.now() - previous.updated_at < settings.process_settle:
-            return ActionOutcome(rid, PROCESS, "pending", current.state)
+            return ActionOutcome(rid, PROCESS, Outcome.PENDING, current.state)
         # Loop acknowledged our last Process ("queued") and, `process_max_sends` calls on, has
         # still not closed the return: stop and have a person look. (An unanswered call is no
         # evidence that Loop had it: it is re-sent after settling, without this limit.)
-        if previous.status == "queued" and previous.attempts >= settings.process_max_sends:
+        if (
+            previous.status == ActionStatus.QUEUED
+            and previous.attempts >= settings.process_max_sends
+        ):
             minutes = int(settings.process_settle.total_seconds() // 60)
             return _process_failed(
                 store,
@@ -200,24 +216,20 @@ def _process(
             )
         claim = store.retry_action(rid, PROCESS, seen_attempts=previous.attempts)
         if not claim.created:
-            return ActionOutcome(rid, PROCESS, "pending", current.state)
+            return ActionOutcome(rid, PROCESS, Outcome.PENDING, current.state)
     elif not current.is_open:
-        store.finish_action(rid, PROCESS, "failed", "NOT_ACTIONABLE", f"state {current.state}")
-        return ActionOutcome(rid, PROCESS, "not_actionable", current.state)
+        store.finish_action(
+            rid, PROCESS, ActionStatus.FAILED, ReasonCode.NOT_ACTIONABLE, f"state {current.state}"
+        )
+        return ActionOutcome(rid, PROCESS, Outcome.NOT_ACTIONABLE, current.state)
     status, code, message = send_under_intent(
-        store,
-        rid,
-        PROCESS,
-        lambda: loop.process_return(rid),
-        rejected,
-        vendor_error,
-        accepted="queued",
+        store, rid, PROCESS, lambda: loop.process_return(rid), accepted=ActionStatus.QUEUED
     )
     return ActionOutcome(rid, PROCESS, status, current.state, code, message)
 
 
 def settle_process(
-    store: ActionStore, loop_return_id: str, loop_state: str | None, previous: Any
+    store: ActionStore, loop_return_id: str, loop_state: str | None, previous: LoopAction | None
 ) -> ActionOutcome | None:
     """Settle an unconfirmed Process of ours from the return's Loop state; None: still open.
 
@@ -227,9 +239,11 @@ def settle_process(
     if previous is None or previous.status not in UNCONFIRMED:
         return None
     if loop_state == "closed":
-        store.finish_action(loop_return_id, PROCESS, "sent", message="confirmed: Loop state closed")
-        return ActionOutcome(loop_return_id, PROCESS, "confirmed", loop_state)
-    if loop_state == "review" and previous.status == "queued":
+        store.finish_action(
+            loop_return_id, PROCESS, ActionStatus.SENT, message="confirmed: Loop state closed"
+        )
+        return ActionOutcome(loop_return_id, PROCESS, Outcome.CONFIRMED, loop_state)
+    if loop_state == "review" and previous.status == ActionStatus.QUEUED:
         return _process_failed(
             store,
             loop_return_id,
@@ -240,7 +254,7 @@ def settle_process(
 
 
 def process_failed(
-    store: ActionStore, loop_return_id: str, previous: Any, message: str | None
+    store: ActionStore, loop_return_id: str, previous: LoopAction | None, message: str | None
 ) -> ActionOutcome | None:
     """Loop reported that processing failed (`return.processing.failed`): record PROCESS_FAILED.
 
@@ -260,60 +274,57 @@ def process_failed(
 def _process_failed(
     store: ActionStore, loop_return_id: str, loop_state: str | None, message: str
 ) -> ActionOutcome:
-    store.finish_action(loop_return_id, PROCESS, "failed", PROCESS_FAILED, message[:500])
-    return ActionOutcome(loop_return_id, PROCESS, "failed", loop_state, PROCESS_FAILED, message)
+    store.finish_action(loop_return_id, PROCESS, ActionStatus.FAILED, PROCESS_FAILED, message[:500])
+    return ActionOutcome(
+        loop_return_id, PROCESS, Outcome.FAILED, loop_state, PROCESS_FAILED, message
+    )
 
 
-def _flag(
-    loop: LoopActions,
-    store: ActionStore,
-    current: LoopReturn,
-    note: str,
-    rejected: type[Exception],
-    vendor_error: type[Exception],
-) -> ActionOutcome:
+def _flag(loop: LoopActions, store: ActionStore, current: LoopReturn, note: str) -> ActionOutcome:
     rid = current.id or ""
-    flag_claim = _claim(store, rid, FLAG, None)
-    note_claim = _claim(store, rid, NOTE, note)
-    flag_sent = not flag_claim.created and flag_claim.action.status == "sent"
-    note_sent = not note_claim.created and note_claim.action.status == "sent"
+    flag_claim = store.begin_action(rid, FLAG, None)
+    note_claim = store.begin_action(rid, NOTE, note)
+    flag_sent = not flag_claim.created and flag_claim.action.status == ActionStatus.SENT
+    note_sent = not note_claim.created and note_claim.action.status == ActionStatus.SENT
     if flag_sent and note_sent:
-        return ActionOutcome(rid, FLAG, "already_done", current.state)
+        return ActionOutcome(rid, FLAG, Outcome.ALREADY_DONE, current.state)
     for claim in (flag_claim, note_claim):
-        if not claim.created and claim.action.status == "failed":  # refused: no repeats
+        if not claim.created and claim.action.status == ActionStatus.FAILED:  # refused: final
             previous = claim.action
             return ActionOutcome(
-                rid, FLAG, "failed", current.state, previous.vendor_code, previous.message
+                rid, FLAG, Outcome.FAILED, current.state, previous.vendor_code, previous.message
             )
-    our_note_there = None
-    if not note_claim.created and not note_sent:
-        our_note_there = any(n.content.strip() == note.strip() for n in loop.get_notes(rid))
-        if our_note_there:
-            store.finish_action(rid, NOTE, "sent", message="confirmed: note present in Loop")
-            note_sent = True
+    unconfirmed_note = not note_claim.created and not note_sent
+    if unconfirmed_note and any(n.content.strip() == note.strip() for n in loop.get_notes(rid)):
+        store.finish_action(rid, NOTE, ActionStatus.SENT, message="confirmed: note present in Loop")
+        note_sent = True
     if not flag_sent and not flag_claim.created and current.state == "review":
-        store.finish_action(rid, FLAG, "sent", message="confirmed: Loop state review")
+        store.finish_action(rid, FLAG, ActionStatus.SENT, message="confirmed: Loop state review")
         flag_sent = True
     # In `review` because of our flag: the note still belongs to our action and is written.
     flagged_by_us = flag_sent and current.state == "review"
     if not current.is_open and not flagged_by_us and not (flag_sent and note_sent):
         for action, claim, sent in ((FLAG, flag_claim, flag_sent), (NOTE, note_claim, note_sent)):
             if claim.created and not sent:
-                store.finish_action(rid, action, "failed", "NOT_ACTIONABLE", current.state)
-        return ActionOutcome(rid, FLAG, "not_actionable", current.state)
-    outcome, code, message = "sent", None, None
+                store.finish_action(
+                    rid, action, ActionStatus.FAILED, ReasonCode.NOT_ACTIONABLE, current.state
+                )
+        return ActionOutcome(rid, FLAG, Outcome.NOT_ACTIONABLE, current.state)
+    outcome: str = ActionStatus.SENT
+    code: str | None = None
+    message: str | None = None
     if not flag_sent:
         if not flag_claim.created:  # an unconfirmed flag: flagging again is harmless, re-arm it
             flag_claim = store.retry_action(rid, FLAG, seen_attempts=flag_claim.action.attempts)
         if flag_claim.created:
             outcome, code, message = send_under_intent(
-                store, rid, FLAG, lambda: loop.flag_return(rid), rejected, vendor_error
+                store, rid, FLAG, lambda: loop.flag_return(rid)
             )
-    if outcome == "sent" and not note_sent:
+    if outcome == ActionStatus.SENT and not note_sent:
         if not note_claim.created:
             note_claim = store.retry_action(rid, NOTE, seen_attempts=note_claim.action.attempts)
         if note_claim.created:
             outcome, code, message = send_under_intent(
-                store, rid, NOTE, lambda: loop.create_note(rid, note), rejected, vendor_error
+                store, rid, NOTE, lambda: loop.create_note(rid, note)
             )
     return ActionOutcome(rid, FLAG, outcome, current.state, code, message)

@@ -16,19 +16,51 @@ was lost is sent again by the next run until Loop answers.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from include.returns_sync.clients.errors import VendorError
 from include.returns_sync.domain.actions import ActionOutcome, ActionStore, send_under_intent
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
 from include.returns_sync.models import LoopReturn
-from include.returns_sync.reconcile.criteria import Dispositions
+from include.returns_sync.vocabulary import ActionKind, ActionStatus
+from include.returns_sync.vocabulary import ActionOutcomeKind as Outcome
 
-DISPOSITION = "disposition"
+log = logging.getLogger(__name__)
+
+DISPOSITION = ActionKind.DISPOSITION
+
+#: Loop's disposition outcomes (dispositioning API, `assessDispositions`).
+DispositionOutcome = Literal["back_to_stock", "resale_hold", "recycle", "donate", "missing"]
+
+
+class Dispositions(BaseModel):
+    """Optional: tell Loop each returned unit's disposition after the Process/Flag.
+
+    Off by default (Loop enables the dispositioning API per merchant). Each Loop line item is
+    one unit; per SKU, the received good units are given `good`, then the damaged ones
+    `damaged`, and the units that did not arrive `not_received`. Read from the merchant
+    criteria file (`criteria.dispositions`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    good: DispositionOutcome = "back_to_stock"
+    damaged: DispositionOutcome = "resale_hold"
+    not_received: DispositionOutcome = "missing"
+    return_processor: str | None = Field(default=None, max_length=100)
 
 
 class DispositionClient(Protocol):
     def assess_dispositions(self, items: list[dict[str, Any]]) -> None: ...
+
+
+class DispositionStore(ActionStore, Protocol):
+    def waiting_dispositions(self, limit: int = 500) -> list[str]: ...
 
 
 def plan_dispositions(
@@ -82,37 +114,50 @@ def plan_and_record(
 
 
 def send_dispositions(
-    loop: DispositionClient,
-    store: ActionStore,
-    loop_return_id: str,
-    *,
-    rejected: type[Exception],
-    vendor_error: type[Exception],
+    loop: DispositionClient, store: ActionStore, loop_return_id: str
 ) -> ActionOutcome:
     """Send the items planned for this Loop return, unless Loop already has them."""
     claim = store.begin_action(loop_return_id, DISPOSITION, None)
     previous = claim.action
     if claim.created:  # nothing was planned (decided before dispositions were switched on)
-        store.finish_action(loop_return_id, DISPOSITION, "sent", message="nothing planned")
-        return ActionOutcome(loop_return_id, DISPOSITION, "already_done")
-    if previous.status in ("sent", "failed"):
-        outcome = "already_done" if previous.status == "sent" else "failed"
+        store.finish_action(
+            loop_return_id, DISPOSITION, ActionStatus.SENT, message="nothing planned"
+        )
+        return ActionOutcome(loop_return_id, DISPOSITION, Outcome.ALREADY_DONE)
+    if previous.status in (ActionStatus.SENT, ActionStatus.FAILED):
+        outcome = Outcome.ALREADY_DONE if previous.status == ActionStatus.SENT else Outcome.FAILED
         return ActionOutcome(
             loop_return_id, DISPOSITION, outcome, None, previous.vendor_code, previous.message
         )
     items = json.loads(previous.payload or "[]")
     if not items:
-        store.finish_action(loop_return_id, DISPOSITION, "sent", message="no line items")
-        return ActionOutcome(loop_return_id, DISPOSITION, "already_done")
+        store.finish_action(loop_return_id, DISPOSITION, ActionStatus.SENT, message="no line items")
+        return ActionOutcome(loop_return_id, DISPOSITION, Outcome.ALREADY_DONE)
     claim = store.retry_action(loop_return_id, DISPOSITION, seen_attempts=previous.attempts)
     if not claim.created:  # another worker is sending them right now
-        return ActionOutcome(loop_return_id, DISPOSITION, "pending")
+        return ActionOutcome(loop_return_id, DISPOSITION, Outcome.PENDING)
     status, code, message = send_under_intent(
-        store,
-        loop_return_id,
-        DISPOSITION,
-        lambda: loop.assess_dispositions(items),
-        rejected,
-        vendor_error,
+        store, loop_return_id, DISPOSITION, lambda: loop.assess_dispositions(items)
     )
     return ActionOutcome(loop_return_id, DISPOSITION, status, None, code, message)
+
+
+def send_waiting_dispositions(
+    loop: DispositionClient, store: DispositionStore
+) -> list[ActionOutcome]:
+    """Send every planned disposition whose Process or Flag is done; one outcome per return.
+
+    Loop answers 403 when a line item is not the shop's (2026-10): that refuses these items,
+    it does not mean the key is wrong, so it is recorded as failed (final), not raised.
+    """
+    outcomes = []
+    for loop_id in store.waiting_dispositions():
+        try:
+            outcome = send_dispositions(loop, store, loop_id)
+        except VendorError as exc:
+            if exc.status != 403:
+                raise  # 401: the credentials are wrong; fail the task, alert
+            store.finish_action(loop_id, DISPOSITION, ActionStatus.FAILED, "403", str(exc)[:500])
+            outcome = ActionOutcome(loop_id, DISPOSITION, Outcome.FAILED, None, "403", str(exc))
+        outcomes.append(outcome)
+    return outcomes

@@ -29,7 +29,15 @@ from enum import StrEnum
 from typing import Any
 
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
-from include.returns_sync.models import LoopLineItem, LoopReturn, WhiplashItem, WhiplashOrder
+from include.returns_sync.models import (
+    ConsumerReturnCreate,
+    CreateOriginator,
+    LoopLineItem,
+    LoopReturn,
+    ShipnoticeItem,
+    WhiplashItem,
+    WhiplashOrder,
+)
 
 #: Whiplash caps free-text fields; keep descriptions short enough for the warehouse screen.
 MAX_DESCRIPTION = 250
@@ -134,7 +142,7 @@ def build_consumer_return(
     *,
     warehouse_id: int | None = None,
     aliases: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> ConsumerReturnCreate:
     """The `POST /api/v2/consumer_returns` body for one Loop return, or raise `Unmappable`."""
     if not loop_return.line_items:
         raise Unmappable(UnmappableReason.NO_ITEMS, "the Loop return has no line items")
@@ -157,26 +165,28 @@ def build_consumer_return(
     items = []
     for sku, lines in sorted(groups.items()):
         line_ids = [line.line_item_id for line in lines if line.line_item_id]
-        originator: dict[str, str] = {}
+        item: dict[str, Any] = {}
         if line_ids:
-            originator = {"original_id": line_ids[0], "misc": ",".join(line_ids)}
+            item["originator_attributes"] = CreateOriginator(
+                original_id=line_ids[0], misc=",".join(line_ids)
+            )
         items.append(
-            {
-                "item_id": lookups.items_by_sku[sku].id,
-                "quantity": len(lines),
-                "return_action": return_action(loop_return.line_outcome(lines[0])),
-                "description": _description(lines),
-                **({"originator_attributes": originator} if originator else {}),
-            }
+            ShipnoticeItem(
+                item_id=lookups.items_by_sku[sku].id,
+                quantity=len(lines),
+                return_action=return_action(loop_return.line_outcome(lines[0])),
+                description=_description(lines),
+                **item,
+            )
         )
-    originator_attributes = {"original_id": loop_return.id}
+    originator: dict[str, Any] = {"original_id": loop_return.id}
     if loop_return.order_id:
-        originator_attributes["group_id"] = loop_return.order_id
-    payload: dict[str, Any] = {
+        originator["group_id"] = loop_return.order_id
+    fields: dict[str, Any] = {
         "order_id": order.id,
         "warehouse_id": warehouse,
         "reference": loop_return.id,
-        "originator_attributes": originator_attributes,
+        "originator_attributes": CreateOriginator(**originator),
         "requires_label": False,
         "tracking": loop_return.tracking_number,
         "carrier": loop_return.carrier,
@@ -184,4 +194,6 @@ def build_consumer_return(
         "shipnotice_items_attributes": items,
     }
     # The contract types these as plain strings: omit what Loop did not give us, never send null.
-    return {key: value for key, value in payload.items() if value is not None}
+    return ConsumerReturnCreate(
+        **{key: value for key, value in fields.items() if value is not None}
+    )

@@ -30,8 +30,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from include.returns_sync.clients.errors import AmbiguousWriteError, VendorError
 from include.returns_sync.domain.eligibility import Ineligible, ineligibility
 from include.returns_sync.domain.mapping import (
     Lookups,
@@ -41,7 +42,17 @@ from include.returns_sync.domain.mapping import (
     order_keys,
 )
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
-from include.returns_sync.models import ConsumerReturn, LoopReturn, WhiplashItem, WhiplashOrder
+from include.returns_sync.models import (
+    ConsumerReturn,
+    ConsumerReturnCreate,
+    LoopReturn,
+    WhiplashItem,
+    WhiplashOrder,
+)
+from include.returns_sync.vocabulary import DONE_STATUSES, SyncStatus
+
+if TYPE_CHECKING:
+    from include.returns_sync.state.records import ClaimResult, SyncRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +62,7 @@ class WhiplashApi(Protocol):
     def find_consumer_returns_by_loop_ids(
         self, loop_return_ids: Sequence[str]
     ) -> dict[str, ConsumerReturn]: ...
-    def create_consumer_return(self, payload: dict[str, Any]) -> ConsumerReturn: ...
+    def create_consumer_return(self, payload: ConsumerReturnCreate) -> ConsumerReturn: ...
     def find_items_by_sku(self, skus: Iterable[str]) -> dict[str, WhiplashItem]: ...
     def find_orders_by_originator(self, ids: Iterable[str]) -> dict[str, WhiplashOrder]: ...
     def find_orders_by_name(self, names: Iterable[str]) -> dict[str, WhiplashOrder]: ...
@@ -62,7 +73,7 @@ class LoopApi(Protocol):
 
 
 class RmaStore(Protocol):
-    def get_sync_records(self, loop_return_ids: Iterable[str]) -> Mapping[str, Any]: ...
+    def get_sync_records(self, loop_return_ids: Iterable[str]) -> Mapping[str, SyncRecord]: ...
     def claim_for_creation(
         self,
         loop_return_id: str,
@@ -71,13 +82,13 @@ class RmaStore(Protocol):
         source: str,
         stale_after: timedelta,
         label_status: str | None = None,
-    ) -> Any: ...
+    ) -> ClaimResult: ...
     def record_created(
         self, loop_return_id: str, whiplash_return_id: int, *, adopted: bool, token: str
-    ) -> Any: ...
+    ) -> SyncRecord: ...
     def record_unmappable(
         self, loop_return_id: str, reason_code: str, reason_detail: str, *, token: str
-    ) -> Any: ...
+    ) -> SyncRecord: ...
     def release_claim(self, loop_return_id: str, token: str) -> bool: ...
 
 
@@ -93,11 +104,11 @@ class RmaSettings:
 
 
 #: Outcomes of one Loop return in one run (the report's buckets).
-CREATED = "created"
-ADOPTED = "adopted"
+CREATED = SyncStatus.CREATED.value
+ADOPTED = SyncStatus.ADOPTED.value
 ALREADY_SYNCED = "already_synced"
 INELIGIBLE = "ineligible"
-UNMAPPABLE = "unmappable"
+UNMAPPABLE = SyncStatus.UNMAPPABLE.value
 BUSY = "busy"  # another worker holds the claim right now; it will finish the job
 WOULD_CREATE = "would_create"  # dry run
 
@@ -171,10 +182,6 @@ def _result(loop_return: LoopReturn, outcome: str, **extra: Any) -> RmaResult:
     )
 
 
-def _claim_won(claim: Any) -> bool:
-    return bool(getattr(claim, "won", False))
-
-
 def _lookups(
     whiplash: WhiplashApi, returns: Sequence[LoopReturn], settings: RmaSettings
 ) -> Lookups:
@@ -210,13 +217,11 @@ def sync_returns(
     store: RmaStore,
     settings: RmaSettings,
     source: str,
-    vendor_error: type[Exception] = Exception,
 ) -> RmaReport:
     """Create (or adopt) the RMA of every eligible return in `returns`; report each one.
 
-    `vendor_error` is the client layer's base exception: a vendor failure on one return's create
-    is recorded against that return instead of failing the run, unless it refuses our
-    credentials (401/403): that propagates. Failures of the batched look-ups propagate (the task
+    A vendor failure (`VendorError`) on one return's create is recorded against that return
+    instead of failing the run, unless it refuses our credentials (401/403): that propagates. Failures of the batched look-ups propagate (the task
     retries), because without them nothing can be decided safely.
 
     An open return whose record carries no label fields (fill them first: `domain.labels`) is
@@ -233,13 +238,9 @@ def sync_returns(
     for loop_id, loop_return in unique.items():
         reason = ineligibility(loop_return)
         record = records.get(loop_id)
-        if record is not None and getattr(record, "status", None) in ("created", "adopted"):
+        if record is not None and record.status in DONE_STATUSES:
             report.add(
-                _result(
-                    loop_return,
-                    ALREADY_SYNCED,
-                    whiplash_return_id=getattr(record, "whiplash_return_id", None),
-                )
+                _result(loop_return, ALREADY_SYNCED, whiplash_return_id=record.whiplash_return_id)
             )
         elif reason is Ineligible.LABEL_UNKNOWN:
             unknown.append(loop_return)
@@ -282,9 +283,9 @@ def sync_returns(
             stale_after=settings.stale_claim_after,
             label_status=loop_return.label_status,
         )
-        if _claim_won(claim):
+        if claim.won:
             claimed.append(loop_return)
-        elif getattr(claim, "whiplash_return_id", None):
+        elif claim.whiplash_return_id:
             report.add(
                 _result(loop_return, ALREADY_SYNCED, whiplash_return_id=claim.whiplash_return_id)
             )
@@ -293,7 +294,7 @@ def sync_returns(
     if not claimed:
         return report
     try:
-        _adopt_or_create(claimed, whiplash, store, settings, token, vendor_error, report)
+        _adopt_or_create(claimed, whiplash, store, settings, token, report)
     except Exception:
         # The task fails (and Airflow retries it): hand back the claims this attempt did not
         # finish, or its own retry would find them busy until they go stale. Safe, because
@@ -323,8 +324,8 @@ def _record_label_unknown(
             claim = store.claim_for_creation(
                 loop_id, token=token, source=source, stale_after=settings.stale_claim_after
             )
-            if not _claim_won(claim):
-                if getattr(claim, "whiplash_return_id", None):
+            if not claim.won:
+                if claim.whiplash_return_id:
                     report.add(
                         _result(
                             loop_return, ALREADY_SYNCED, whiplash_return_id=claim.whiplash_return_id
@@ -339,7 +340,7 @@ def _record_label_unknown(
 
 def is_auth_failure(exc: BaseException) -> bool:
     """A refusal of our credentials (401/403): a deployment problem, never a per-return one."""
-    return getattr(exc, "status", None) in (401, 403)
+    return isinstance(exc, VendorError) and exc.status in (401, 403)
 
 
 def _adopt_or_create(
@@ -348,7 +349,6 @@ def _adopt_or_create(
     store: RmaStore,
     settings: RmaSettings,
     token: str,
-    vendor_error: type[Exception],
     report: RmaReport,
 ) -> None:
     # Look up AFTER claiming: nothing of ours can create these returns between here and create.
@@ -365,9 +365,7 @@ def _adopt_or_create(
         return
     lookups = _lookups(whiplash, to_create, settings)
     for loop_return in to_create:
-        report.add(
-            _create_one(loop_return, lookups, whiplash, store, settings, token, vendor_error)
-        )
+        report.add(_create_one(loop_return, lookups, whiplash, store, settings, token))
 
 
 def _release_unfinished(
@@ -389,7 +387,6 @@ def _create_one(
     store: RmaStore,
     settings: RmaSettings,
     token: str,
-    vendor_error: type[Exception],
 ) -> RmaResult:
     loop_id = loop_return.id or ""
     try:
@@ -400,7 +397,7 @@ def _create_one(
     except Unmappable as exc:
         store.record_unmappable(loop_id, str(exc.reason), exc.detail, token=token)
         return _result(loop_return, UNMAPPABLE, reason_code=str(exc.reason), detail=exc.detail)
-    except vendor_error as exc:
+    except VendorError as exc:
         if is_auth_failure(exc):
             raise  # the connection is wrong: fail the task now (its claim is released)
         return _after_failed_create(loop_return, exc, whiplash, store, token)
@@ -410,14 +407,14 @@ def _create_one(
 
 def _after_failed_create(
     loop_return: LoopReturn,
-    exc: Exception,
+    exc: VendorError,
     whiplash: WhiplashApi,
     store: RmaStore,
     token: str,
 ) -> RmaResult:
     """A create failed: a 409 or an unknown outcome may still mean the RMA exists. Look again."""
     loop_id = loop_return.id or ""
-    status = getattr(exc, "status", None)
+    status = exc.status
     kind = type(exc).__name__
     try:
         found = whiplash.find_consumer_returns_by_loop_ids([loop_id]).get(loop_id)
@@ -431,7 +428,7 @@ def _after_failed_create(
         return _result(loop_return, ADOPTED, whiplash_return_id=found.id, detail=f"after {kind}")
     if status in (400, 422):
         reason = UnmappableReason.WHIPLASH_REJECTED
-    elif status is None or status >= 500 or "Ambiguous" in kind:
+    elif status is None or status >= 500 or isinstance(exc, AmbiguousWriteError):
         reason = UnmappableReason.AMBIGUOUS_CREATE
     else:
         reason = UnmappableReason.VENDOR_ERROR
@@ -441,7 +438,7 @@ def _after_failed_create(
 
 
 def fetch_by_ids(
-    loop: LoopApi, return_ids: Iterable[str], vendor_error: type[Exception] = Exception
+    loop: LoopApi, return_ids: Iterable[str]
 ) -> tuple[list[LoopReturn], list[RmaResult]]:
     """Read explicit Loop returns (webhooks, manual runs, retries).
 
@@ -454,8 +451,8 @@ def fetch_by_ids(
     for return_id in dict.fromkeys(str(i).strip() for i in return_ids if str(i).strip()):
         try:
             found.append(loop.get_return(return_id))
-        except vendor_error as exc:
-            if getattr(exc, "status", None) == 404:
+        except VendorError as exc:
+            if exc.status == 404:
                 reason, detail = UnmappableReason.LOOP_NOT_FOUND, "Loop answered 404 for it"
             elif unreadable_record(exc):
                 reason, detail = UnmappableReason.INVALID_LOOP_DATA, f"unreadable: {exc}"
@@ -472,14 +469,13 @@ def fetch_by_ids(
     return found, missing
 
 
-def unreadable_record(exc: BaseException) -> bool:
+def unreadable_record(exc: VendorError) -> bool:
     """A vendor answer about one record that retrying cannot fix and that concerns only it.
 
     Not transient (so not a 429, 5xx or lost connection), with an HTTP status (so not a
     transport or configuration failure), and not a refusal of our credentials (401/403).
     """
-    status = getattr(exc, "status", None)
-    return not getattr(exc, "transient", False) and status is not None and status not in (401, 403)
+    return not exc.transient and exc.status is not None and exc.status not in (401, 403)
 
 
 def record_not_found(
@@ -499,7 +495,7 @@ def record_not_found(
             source=source,
             stale_after=settings.stale_claim_after,
         )
-        if _claim_won(claim):
+        if claim.won:
             store.record_unmappable(
                 result.loop_return_id, result.reason_code or "", result.detail or "", token=token
             )

@@ -15,8 +15,11 @@ from include.returns_sync.models.loop import (
 )
 from include.returns_sync.models.whiplash import (
     ConsumerReturn,
+    ConsumerReturnCreate,
+    CreateOriginator,
     Originator,
     ReturnItem,
+    ShipnoticeItem,
     WhiplashItem,
     WhiplashOrder,
 )
@@ -24,6 +27,8 @@ from include.returns_sync.models.whiplash import (
 __all__ = [
     "ELIGIBLE_LABEL_STATUSES",
     "ConsumerReturn",
+    "ConsumerReturnCreate",
+    "CreateOriginator",
     "LabelStatus",
     "LoopLineItem",
     "LoopNote",
@@ -31,6 +36,7 @@ __all__ = [
     "Originator",
     "ReturnItem",
     "ReturnState",
+    "ShipnoticeItem",
     "WhiplashItem",
     "WhiplashOrder",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from include.returns_sync.models._base import (
     IntId,
@@ -94,3 +96,50 @@ class ConsumerReturn(VendorRecord):
         if self.originator and self.originator.original_id:
             return self.originator.original_id
         return self.reference
+
+
+# --- what we send: the consumer-return create body (strict: a misspelt field is refused) ---
+class CreateOriginator(BaseModel):
+    """`originator_attributes` of a create: our id (`original_id`) and grouping ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    original_id: str
+    group_id: str | None = None
+    misc: str | None = None
+
+
+class ShipnoticeItem(BaseModel):
+    """One `shipnotice_items_attributes` entry: units of one Whiplash item."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: int
+    quantity: int
+    return_action: str
+    description: str
+    originator_attributes: CreateOriginator | None = None
+
+
+class ConsumerReturnCreate(BaseModel):
+    """The `POST /api/v2/consumer_returns` body, validated once when it is built.
+
+    Only the fields a caller set are sent (`body()`): an omitted optional field is left out,
+    never sent as null.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requires_label: bool
+    shipnotice_items_attributes: list[ShipnoticeItem] = Field(min_length=1)
+    order_id: int | None = None
+    warehouse_id: int | None = None
+    reference: str | None = None
+    originator_attributes: CreateOriginator | None = None
+    tracking: str | None = None
+    carrier: str | None = None
+    shipping_label_url: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: the fields that were set, as given."""
+        return self.model_dump(mode="json", exclude_unset=True)

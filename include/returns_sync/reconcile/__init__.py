@@ -5,7 +5,6 @@ verdict per return in one vectorised pass under the merchant's `criteria`, and `
 the Return Note a support agent reads on a flagged return. Pure: no Airflow, no HTTP.
 """
 
-from include.returns_sync.reconcile.codes import ReasonCode, Verdict
 from include.returns_sync.reconcile.criteria import (
     CRITERIA_ENV_VAR,
     Criteria,
@@ -22,6 +21,7 @@ from include.returns_sync.reconcile.frames import (
 )
 from include.returns_sync.reconcile.inputs import ReconciliationInputError
 from include.returns_sync.reconcile.notes import compose_note
+from include.returns_sync.vocabulary import ReasonCode, Verdict
 
 __all__ = [
     "CRITERIA_ENV_VAR",

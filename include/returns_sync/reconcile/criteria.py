@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from include.returns_sync.domain.dispositions import Dispositions
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
 from include.returns_sync.settings import Settings, settings
 
@@ -27,27 +28,6 @@ SHIPPED_CRITERIA = Path(__file__).resolve().parents[2] / "criteria.yaml"
 
 FlagOrProcess = Literal["flag", "process"]
 FlagOrIgnore = Literal["flag", "ignore"]
-
-
-#: Loop's disposition outcomes (dispositioning API, `assessDispositions`).
-DispositionOutcome = Literal["back_to_stock", "resale_hold", "recycle", "donate", "missing"]
-
-
-class Dispositions(BaseModel):
-    """Optional: tell Loop each returned unit's disposition after the Process/Flag.
-
-    Off by default (Loop enables the dispositioning API per merchant). Each Loop line item is
-    one unit; per SKU, the received good units are given `good`, then the damaged ones
-    `damaged`, and the units that did not arrive `not_received`.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = False
-    good: DispositionOutcome = "back_to_stock"
-    damaged: DispositionOutcome = "resale_hold"
-    not_received: DispositionOutcome = "missing"
-    return_processor: str | None = Field(default=None, max_length=100)
 
 
 class CriteriaError(ValueError):

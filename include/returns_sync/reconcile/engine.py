@@ -19,7 +19,7 @@ loops over rows in Python; notes are worded once per distinct line shape (see no
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,7 +28,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
-from include.returns_sync.reconcile.codes import ReasonCode, Verdict
 from include.returns_sync.reconcile.criteria import Criteria
 from include.returns_sync.reconcile.frames import (
     CONTEXT_COLUMNS,
@@ -49,6 +48,7 @@ from include.returns_sync.reconcile.inputs import (
     unit_counts,
 )
 from include.returns_sync.reconcile.notes import flag_notes
+from include.returns_sync.vocabulary import ReasonCode, Verdict
 
 LINE_COLUMNS = (
     "whiplash_return_id",
@@ -112,6 +112,30 @@ class Reconciliation:
         """Lines of expected SKUs of which at least one unit arrived."""
         received = self.lines["good"] + self.lines["damaged"]
         return self.lines[(self.lines["expected"] > 0) & (received > 0)]
+
+    def verdict_rows(self) -> list[dict[str, Any]]:
+        """`verdicts` as one JSON-friendly dict per return (the run report's rows)."""
+        return cast(list[dict[str, Any]], self.verdicts.to_dict("records"))
+
+    def line_rows(self) -> list[dict[str, Any]]:
+        """`lines` as one dict per (return, SKU), the SKU as text (the run report's rows)."""
+        return cast(list[dict[str, Any]], self.lines.astype({"sku": "str"}).to_dict("records"))
+
+    def received_units(
+        self, whiplash_return_ids: Iterable[int]
+    ) -> dict[int, dict[str, tuple[int, int]]]:
+        """(good, damaged) units received per canonical SKU, for each of these returns."""
+        wanted = self.lines[self.lines["whiplash_return_id"].isin(list(whiplash_return_ids))]
+        received: dict[int, dict[str, tuple[int, int]]] = {}
+        for wid, sku, good, damaged in zip(
+            wanted["whiplash_return_id"].tolist(),
+            wanted["sku"].astype("str").tolist(),
+            wanted["good"].tolist(),
+            wanted["damaged"].tolist(),
+            strict=True,
+        ):
+            received.setdefault(int(wid), {})[sku] = (int(good), int(damaged))
+        return received
 
     def summary(self) -> dict[str, Any]:
         """Counts by verdict and by reason code (every name present, zeros included) and units."""

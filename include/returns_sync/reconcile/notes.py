@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from include.returns_sync.reconcile.codes import ReasonCode
 from include.returns_sync.reconcile.inputs import run_starts
+from include.returns_sync.vocabulary import ReasonCode
 
 IntArray = npt.NDArray[np.int64]
 

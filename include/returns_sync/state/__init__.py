@@ -11,8 +11,6 @@ from include.returns_sync.state.errors import (
 )
 from include.returns_sync.state.records import (
     ActionClaim,
-    ActionKind,
-    ActionStatus,
     ClaimOutcome,
     ClaimResult,
     Decision,
@@ -22,12 +20,11 @@ from include.returns_sync.state.records import (
     LoopAction,
     SyncRecord,
     SyncSource,
-    SyncStatus,
-    Verdict,
 )
 from include.returns_sync.state.store import StateStore
 from include.returns_sync.state.sync_records import DEFAULT_CLAIM_STALE_AFTER
 from include.returns_sync.state.url import CONN_ID, parse_connection
+from include.returns_sync.vocabulary import ActionKind, ActionStatus, SyncStatus, Verdict
 
 __all__ = [
     "CONN_ID",

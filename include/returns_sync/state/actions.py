@@ -24,16 +24,9 @@ from include.returns_sync.state._base import (
     text_ids,
 )
 from include.returns_sync.state.errors import ActionStateError
-from include.returns_sync.state.records import (
-    ActionClaim,
-    ActionKind,
-    ActionStatus,
-    Decision,
-    LoopAction,
-    Verdict,
-    coerce,
-)
+from include.returns_sync.state.records import ActionClaim, Decision, LoopAction, coerce
 from include.returns_sync.state.schema import decisions, loop_actions
+from include.returns_sync.vocabulary import ActionKind, ActionStatus, Verdict
 
 _FINISHED = (ActionStatus.QUEUED, ActionStatus.SENT, ActionStatus.FAILED, ActionStatus.UNKNOWN)
 

@@ -1,4 +1,7 @@
-"""Typed values the state store hands out: closed vocabularies (enums) and frozen records.
+"""Typed values the state store hands out: its own closed vocabularies and frozen records.
+
+The vocabularies it shares with domain and reconcile (`SyncStatus`, `Verdict`, `ActionKind`,
+`ActionStatus`) live in `include.returns_sync.vocabulary`.
 
 Callers never see SQLAlchemy rows; they get these small immutable dataclasses, so the domain
 layer can be tested against them without a database and cannot mutate state by accident.
@@ -12,21 +15,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-
-class SyncStatus(StrEnum):
-    """Where the Loop -> Whiplash RMA creation for one Loop return stands."""
-
-    CLAIMED = "claimed"  # a worker holds the creation claim right now
-    CREATED = "created"  # we created the consumer return in Whiplash
-    ADOPTED = "adopted"  # it already existed in Whiplash (lookup hit or 409) and we took it over
-    UNMAPPABLE = "unmappable"  # cannot be mapped yet (unknown SKU/order, no items); retried later
-    FAILED = "failed"  # a creation attempt failed; retried later
-
-
-#: Statuses after which no further RMA may ever be created for the return.
-DONE_STATUSES = frozenset({SyncStatus.CREATED, SyncStatus.ADOPTED})
-#: Statuses a later run should try again.
-RETRY_STATUSES = frozenset({SyncStatus.UNMAPPABLE, SyncStatus.FAILED})
+from include.returns_sync.vocabulary import (
+    DONE_STATUSES,
+    ActionKind,
+    ActionStatus,
+    SyncStatus,
+    Verdict,
+)
 
 
 class SyncSource(StrEnum):
@@ -44,34 +39,6 @@ class ClaimOutcome(StrEnum):
     WON = "won"  # the caller holds the claim and must finish it
     BUSY = "busy"  # another worker holds a fresh claim
     DONE = "done"  # an RMA is already recorded; never create another
-
-
-class Verdict(StrEnum):
-    """What receipt reconciliation decided for one Whiplash consumer return."""
-
-    PROCESS = "process"
-    FLAG = "flag"
-    SKIP = "skip"
-
-
-class ActionKind(StrEnum):
-    """The calls we make on a Loop return; each at most once per return."""
-
-    PROCESS = "process"
-    FLAG = "flag"
-    NOTE = "note"
-    DISPOSITION = "disposition"  # optional: every unit's disposition, in one record
-
-
-class ActionStatus(StrEnum):
-    """Lifecycle of one Loop action; `intent` is written before the HTTP call is made."""
-
-    INTENT = "intent"
-    #: Loop accepted a Process ("true" = queued); done only once Loop shows the return closed.
-    QUEUED = "queued"
-    SENT = "sent"
-    FAILED = "failed"
-    UNKNOWN = "unknown"  # the call may or may not have reached Loop (timeout, dropped connection)
 
 
 class InboxSource(StrEnum):

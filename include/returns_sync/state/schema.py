@@ -26,6 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from include.returns_sync.state.records import InboxSource, InboxStatus, SyncSource
+from include.returns_sync.vocabulary import ActionKind, ActionStatus, SyncStatus, Verdict
+
 #: Alembic's version table for this store; its own name so it can live next to Airflow's.
 VERSION_TABLE = "returns_sync_alembic_version"
 
@@ -70,13 +73,14 @@ def _one_of(column: str, values: list[str], name: str) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({quoted})", name=name)
 
 
-SYNC_STATUSES = ["claimed", "created", "adopted", "unmappable", "failed"]
-SYNC_SOURCES = ["poll", "webhook", "backfill", "manual"]
-VERDICTS = ["process", "flag", "skip"]
-ACTION_KINDS = ["process", "flag", "note", "disposition"]
-ACTION_STATUSES = ["intent", "queued", "sent", "failed", "unknown"]
-INBOX_SOURCES = ["loop", "loop_return", "whiplash"]
-INBOX_STATUSES = ["new", "dispatched", "done", "failed"]
+#: The CHECK constraints' allowed values, from the enums (migrations keep their own copies).
+SYNC_STATUSES = [member.value for member in SyncStatus]
+SYNC_SOURCES = [member.value for member in SyncSource]
+VERDICTS = [member.value for member in Verdict]
+ACTION_KINDS = [member.value for member in ActionKind]
+ACTION_STATUSES = [member.value for member in ActionStatus]
+INBOX_SOURCES = [member.value for member in InboxSource]
+INBOX_STATUSES = [member.value for member in InboxStatus]
 
 sync_records = Table(
     "sync_records",

@@ -44,17 +44,15 @@ from include.returns_sync.state.errors import (
     WhiplashIdConflictError,
 )
 from include.returns_sync.state.records import (
-    DONE_STATUSES,
-    RETRY_STATUSES,
     ClaimOutcome,
     ClaimResult,
     SyncRecord,
     SyncSource,
-    SyncStatus,
     coerce,
 )
 from include.returns_sync.state.schema import UTCDateTime
 from include.returns_sync.state.schema import sync_records as t
+from include.returns_sync.vocabulary import DONE_STATUSES, RETRY_STATUSES, SyncStatus
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from include.returns_sync.settings import settings
+from include.returns_sync.tasks.failures import fails_fast
 
 if TYPE_CHECKING:
     from include.returns_sync.run_options import RunOptions
@@ -50,6 +51,7 @@ def plan(
     return settle_or_fail(params, source="backfill", ids=scope.return_ids, window=window)
 
 
+@fails_fast
 def collect(options: RunOptions | Mapping[str, Any]) -> list[dict[str, Any]]:
     """`collect` of the backfill: its window's or given Loop returns, in batches (no inbox, no
     retries of earlier unmappable returns: those belong to the primary flow)."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from include.returns_sync import runtime
 from include.returns_sync.reports import format_counts, write_report
+from include.returns_sync.tasks.failures import fails_fast
+from include.returns_sync.vocabulary import SyncStatus
 
 if TYPE_CHECKING:
     from include.returns_sync.run_options import RunOptions
@@ -46,6 +48,7 @@ def plan(
     return settle_or_fail(params, source="poll", window=window, inbox=True)
 
 
+@fails_fast
 def collect_batches(
     window: dict[str, str] | None,
     explicit_ids: Sequence[str] = (),
@@ -94,6 +97,7 @@ def collect_batches(
     return batches or [{"returns": [], "ids": []}]
 
 
+@fails_fast
 def collect_with_inbox(
     options: RunOptions | Mapping[str, Any], *, claimer: str
 ) -> list[dict[str, Any]]:
@@ -104,13 +108,15 @@ def collect_with_inbox(
     reads the waiting events without claiming them: it reports them, a live run takes them.
     """
     from include.returns_sync.run_options import RunOptions
+    from include.returns_sync.state.records import InboxSource
     from include.returns_sync.webhooks import drain
 
     run = RunOptions.of(options)
     batches = collect_batches(run.window, run.ids, include_retries=run.window is not None)
     if not run.inbox:
         return batches
-    inbox = drain.peek("loop") if run.dry_run else drain.claim("loop", claimer)
+    source = InboxSource.LOOP
+    inbox = drain.peek(source) if run.dry_run else drain.claim(source, claimer)
     settings = runtime.poll_settings()
     listed = drain.prefetch_loop_returns(
         inbox, runtime.loop_hook(), page_size=settings.loop_page_size
@@ -118,6 +124,7 @@ def collect_with_inbox(
     return drain.merge_into_batches(batches, inbox, settings.batch_size, listed)
 
 
+@fails_fast
 def create_batch(
     batch: dict[str, Any], options: RunOptions | Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -134,12 +141,12 @@ def create_batch(
     return rows
 
 
+@fails_fast
 def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> list[dict[str, Any]]:
     """Create or adopt the RMA of every eligible return in one batch; one result per return."""
     from include.returns_sync.domain.rma import fetch_by_ids, record_not_found, sync_returns
     from include.returns_sync.models import LoopReturn
 
-    vendor_error = runtime.vendor_error()
     store = runtime.state_store()
     settings = runtime.rma_settings(dry_run=dry_run)
     returns, problems, malformed = [], [], []
@@ -153,7 +160,7 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     missing = [r for r in malformed if r.loop_return_id.isdigit()]
     if batch.get("ids"):
         loop = runtime.loop_hook()
-        found, not_read = fetch_by_ids(loop, batch["ids"], vendor_error)
+        found, not_read = fetch_by_ids(loop, batch["ids"])
         returns += _with_labels(found, batch, store, loop)
         missing += not_read
     problems += record_not_found(store, missing, source=source, settings=settings)
@@ -163,7 +170,6 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
         store=store,
         settings=settings,
         source=source,
-        vendor_error=vendor_error,
     )
     report.results.extend(problems)
     return [r.to_row() for r in report.results]
@@ -277,7 +283,7 @@ def finalize(
     summary["window"] = window
     summary["dry_run"] = dry_run
     store = runtime.state_store()
-    stuck = store.sync_status_counts().get("unmappable", 0)
+    stuck = store.sync_status_counts().get(SyncStatus.UNMAPPABLE, 0)
     summary["unmappable_in_store"] = stuck
     rows = sorted(
         ({k: v for k, v in row.items()} for batch in results for row in batch),
