@@ -33,7 +33,7 @@ Pure Python: no Airflow import except in `settle_or_fail`, which the task bodies
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,3 +192,20 @@ def settle_or_fail(params: Mapping[str, Any], **decided: Any) -> dict[str, Any]:
             " and ".join(options.dry_run_by),
         )
     return options.to_xcom()
+
+
+def plan_run(
+    params: Mapping[str, Any],
+    ids: Sequence[str],
+    *,
+    webhook_only: bool,
+    poll_window: Callable[[], dict[str, str]],
+) -> dict[str, Any]:
+    """The `plan` task of a polling DAG: given ids -> only those (no window, no inbox); a run
+    that only webhooks started -> the inbox alone; otherwise the poll window plus the inbox.
+    `poll_window` is called only for a poll, since it reads the durable watermark."""
+    if ids:
+        return settle_or_fail(params, source="manual", ids=list(ids))
+    if webhook_only:
+        return settle_or_fail(params, source="webhook", inbox=True)
+    return settle_or_fail(params, source="poll", window=poll_window(), inbox=True)

@@ -37,15 +37,15 @@ def plan(
     Given ids: only those (no window, no inbox). A run only webhooks started: the inbox alone.
     Otherwise the poll window from the watermark, plus the inbox.
     """
-    from include.returns_sync.run_options import settle_or_fail
+    from include.returns_sync.run_options import plan_run
 
     ids = [str(i).strip() for i in params.get("return_ids") or [] if str(i).strip()]
-    if ids:
-        return settle_or_fail(params, source="manual", ids=ids)
-    if webhook_only:
-        return settle_or_fail(params, source="webhook", inbox=True)
-    window = plan_window(data_interval_end or datetime.now(UTC))
-    return settle_or_fail(params, source="poll", window=window, inbox=True)
+    return plan_run(
+        params,
+        ids,
+        webhook_only=webhook_only,
+        poll_window=lambda: plan_window(data_interval_end or datetime.now(UTC)),
+    )
 
 
 @fails_fast
