@@ -3,7 +3,7 @@
 Generates a deterministic batch (default 250,000 returns, about 1,000,000 received lines, with
 realistic discrepancies, SKU case/whitespace variants and aliases), times
 `include.returns_sync.reconcile.engine.reconcile`, records the process's peak RSS, runs the
-baseline in bench/baseline_reconcile.py (on a sample when asked, extrapolated linearly), checks
+baseline in tests/support/baseline_reconcile.py (on a sample when asked, extrapolated linearly), checks
 that both decide IDENTICAL verdicts, reason codes and notes, prints a Markdown table and writes it to
 the "Reconciliation" section of docs/BENCHMARKS.md. Not a test: run it by hand.
 
@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.baseline_reconcile import Decision, baseline_verdicts  # noqa: E402
 from bench.report import BENCHMARKS, machine, write_section  # noqa: E402
 from include.returns_sync.reconcile import Criteria, Reconciliation, reconcile  # noqa: E402
+from tests.support.baseline_reconcile import Decision, baseline_verdicts  # noqa: E402
 
 SECTION = "## Reconciliation"
 SKU_COUNT = 20_000
@@ -310,7 +310,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
             "",
             "Vectorised receipt reconciliation (`include/returns_sync/reconcile/engine.py`) "
             "against a straightforward per-return Python loop applying the same rules "
-            "(`bench/baseline_reconcile.py`), on a deterministic generated batch with 5% "
+            "(`tests/support/baseline_reconcile.py`), on a deterministic generated batch with 5% "
             "sloppy Loop SKUs, 30% sloppy Whiplash SKUs, aliases, and damaged, missing, extra, "
             "dropped, unexpected and blank-SKU lines. Both produce the same outputs (verdict, "
             "reason codes and the Return Note of every flagged return); the engine also builds "

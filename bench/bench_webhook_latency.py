@@ -2,8 +2,9 @@
 
 Starts the sandbox (in this process) and Airflow 3 (api-server, scheduler, dag-processor,
 triggerer; LocalExecutor, SQLite metadata, all on 127.0.0.1) in a temporary AIRFLOW_HOME, the
-same stack as the end-to-end test (`tests/webhooks/airflow_stack.py`, over the shared
-`tests/deploy/airflow_stack.py`), registers our endpoints with the sandbox through the registration CLI and pushes polling a day away. Then:
+same stack as the end-to-end test (`tests/support/webhook_stack.py`, over the shared
+`tests/support/airflow_stack.py`), registers our endpoints with the sandbox through the
+registration CLI and pushes polling a day away. Then:
 
 1. **spaced**: one Loop return at a time reaches `pre_transit` (exponential gaps, mean
    `--interval` seconds, seeded), as labels do in a shop;
@@ -35,7 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.report import BENCHMARKS, machine, write_section  # noqa: E402
-from tests.webhooks.airflow_stack import RMA_DAG, WebhookPipeline  # noqa: E402
+from tests.support.webhook_stack import RMA_DAG, WebhookPipeline  # noqa: E402
 
 # One API task at a time per vendor, as measured: the hooks throttle to 4.5/s (Loop) and 9/s.
 os.environ.setdefault("RETURNS_SYNC_API_POOL_SLOTS", "1")
@@ -144,7 +145,7 @@ def report(samples: list[Sample], args: argparse.Namespace, setup_s: float) -> s
         "endpoint -> state-store inbox -> `WebhookInboxTrigger` in the triggerer (1 s poll) -> "
         "asset event -> asset-triggered `loop_returns_to_whiplash` run (`plan` -> "
         "`collect` claims the inbox -> `create_rmas` -> `report`). Local Airflow 3.3.2 from "
-        "`tests/webhooks/airflow_stack.py` (on `tests/deploy/airflow_stack.py`): api-server, "
+        "`tests/support/webhook_stack.py` (on `tests/support/airflow_stack.py`): api-server, "
         "scheduler, dag-processor and triggerer "
         "on 127.0.0.1, LocalExecutor (parallelism 4), SQLite metadata and state store, "
         "Airflow's default scheduler settings; the sandbox in the benchmark's process (its "

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from include.returns_sync.clients import policy
 from include.returns_sync.clients.oauth import reset_token_cache
 from include.returns_sync.clients.policy import RetryPolicy, reset_shared_buckets
 from include.returns_sync.sandbox import Sandbox
+from tests.support.clock import FakeBucketTime
 
 #: Short enough to keep timeout tests fast, long enough for a loaded 2-core machine.
 FAST_TIMEOUT = (0.5, 0.5)
@@ -33,6 +35,14 @@ def _fresh_process_state() -> Iterator[None]:
     yield
     reset_token_cache()
     reset_shared_buckets()
+
+
+@pytest.fixture
+def bucket_time(monkeypatch: pytest.MonkeyPatch) -> FakeBucketTime:
+    """The hooks' throttle on a fake clock: the test reads the waits it asked for."""
+    fake = FakeBucketTime()
+    monkeypatch.setattr(policy, "BUCKET_TIME", fake.source())
+    return fake
 
 
 @dataclass

@@ -33,6 +33,7 @@ from tests.clients.conftest import (
     set_connection,
     zero_wait,
 )
+from tests.support.clock import FakeBucketTime
 
 
 def make_hook(max_attempts: int = 4, sleep: SleepRecorder | None = None, **kwargs: Any) -> LoopHook:
@@ -498,7 +499,7 @@ def test_a_webhook_with_a_bad_url_or_status_is_refused_locally(loop_connection: 
 
 
 def test_the_connection_rate_limit_spaces_requests(
-    loop_connection: Sandbox, monkeypatch: pytest.MonkeyPatch
+    loop_connection: Sandbox, monkeypatch: pytest.MonkeyPatch, bucket_time: FakeBucketTime
 ) -> None:
     set_connection(
         monkeypatch,
@@ -510,14 +511,14 @@ def test_the_connection_rate_limit_spaces_requests(
     )
     hook = LoopHook(retry_policy=zero_wait(), timeout=FAST_TIMEOUT)
     other = LoopHook(retry_policy=zero_wait(), timeout=FAST_TIMEOUT)
-    started = time.monotonic()
     for index in range(6):
         (hook if index % 2 else other).list_webhooks()
-    assert time.monotonic() - started >= 5 / 20 - 0.02, "both hooks share one 20/s budget"
+    # both hooks share one 20/s budget: the 5 requests after the first each wait 1/20 s
+    assert bucket_time.slept == pytest.approx([1 / 20] * 5)
 
 
 def test_the_hook_parameter_overrides_the_connection_rate_limit(
-    loop_connection: Sandbox, monkeypatch: pytest.MonkeyPatch
+    loop_connection: Sandbox, monkeypatch: pytest.MonkeyPatch, bucket_time: FakeBucketTime
 ) -> None:
     set_connection(
         monkeypatch,
@@ -527,11 +528,10 @@ def test_the_hook_parameter_overrides_the_connection_rate_limit(
         password=loop_connection.loop_api_key,
         extra={"rate_limit": 1},
     )
-    started = time.monotonic()
     hook = make_hook(rate_limit_per_second=0)
     for _ in range(4):
         hook.list_webhooks()
-    assert time.monotonic() - started < 0.9
+    assert bucket_time.slept == [], "the extra's 1/s would have made three requests wait"
 
 
 def test_a_nonsense_rate_limit_extra_is_a_clear_error(

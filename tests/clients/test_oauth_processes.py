@@ -26,7 +26,7 @@ from include.returns_sync.state import InboxSource, StateStore, parse_connection
 from include.returns_sync.state.engine import build_engine
 from tests.clients.conftest import set_connection
 from tests.clients.oauth_workers import run_workers
-from tests.state.conftest import pg_admin, pg_url  # noqa: F401 (fixtures)
+from tests.support.postgres import pg_admin, pg_url  # noqa: F401 (fixtures)
 
 WORKERS = 6
 ROUNDS = 3

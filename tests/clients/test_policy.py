@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -27,6 +26,7 @@ from include.returns_sync.clients.policy import (
     shared_bucket,
 )
 from tests.clients.conftest import SleepRecorder
+from tests.support.clock import FakeBucketTime
 
 
 def failing_then_ok(*errors: VendorError) -> tuple[list[int], Callable[[], str]]:
@@ -201,25 +201,26 @@ class TestTokenBucket:
         assert bucket.acquire() == pytest.approx(0.2)
 
     def test_threads_share_one_budget(self) -> None:
-        """20 threads at 200/s with burst 1: their requests end up spread over >= 19/200 s."""
-        bucket = TokenBucket(200.0, burst=1)
-        released: list[float] = []
-        lock = threading.Lock()
+        """20 threads at 200/s with burst 1, all at one instant: each waits its turn in line."""
+        fake = FakeBucketTime(frozen=True)
+        bucket = TokenBucket(200.0, burst=1, clock=fake.clock, sleep=fake.sleep)
         gate = threading.Barrier(20)
+        waits: list[float] = []
+        lock = threading.Lock()
 
         def take() -> None:
             gate.wait()
-            bucket.acquire()
+            waited = bucket.acquire()
             with lock:
-                released.append(time.monotonic())
+                waits.append(waited)
 
         threads = [threading.Thread(target=take) for _ in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert len(released) == 20
-        assert max(released) - min(released) >= 19 / 200 - 0.02
+        assert sorted(waits) == pytest.approx([i / 200 for i in range(20)])
+        assert sorted(fake.slept) == pytest.approx([i / 200 for i in range(1, 20)])
 
     def test_a_bucket_needs_a_positive_rate(self) -> None:
         with pytest.raises(ValueError, match="rate_per_second"):

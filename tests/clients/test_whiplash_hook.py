@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from include.returns_sync.clients import policy
 from include.returns_sync.clients.errors import (
     AmbiguousWriteError,
     CredentialsUnavailable,
@@ -36,6 +36,7 @@ from tests.clients.conftest import (
     set_connection,
     zero_wait,
 )
+from tests.support.clock import FakeBucketTime
 
 
 def make_hook(
@@ -600,14 +601,20 @@ def test_malformed_json_from_whiplash_is_a_bad_response(
 
 
 def test_the_default_throttle_keeps_a_burst_under_whiplash_rate_limit(
-    whiplash_connection: Sandbox,
+    whiplash_connection: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The sandbox's limiter counts real seconds: the bucket sleeps for real, on a fake clock
+    # that moves only by those sleeps, so its waits are exact.
+    fake = FakeBucketTime(real_sleep=True)
+    monkeypatch.setattr(policy, "BUCKET_TIME", fake.source())
     whiplash_connection.set_rate_limits(True, vendor="whiplash")
     hook = WhiplashHook(retry_policy=zero_wait(1), timeout=FAST_TIMEOUT)  # 9/s default
-    started = time.monotonic()
     for _ in range(14):
         hook.list_notification_subscriptions()
-    assert time.monotonic() - started >= 1.2
+    # one steady spacing of at least 1/9 s (9/s, shared by the API pool's slots) after the first
+    assert len(fake.slept) >= 13
+    assert max(fake.slept) == pytest.approx(min(fake.slept))
+    assert min(fake.slept) >= 1 / 9 - 1e-9
     assert "429" not in whiplash_connection.stats()["whiplash"]["statuses"]
 
 

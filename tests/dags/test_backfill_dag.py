@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.dags.conftest import rmas_by_loop_id
+from tests.support.dag_harness import rmas_by_loop_id
 
 DAG_ID = "loop_asn_backfill"
 

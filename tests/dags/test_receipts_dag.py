@@ -344,7 +344,7 @@ def loop_webhooks(pipeline_env: Any) -> Iterator[str]:
 def test_a_return_whose_processing_fails_is_reported_process_failed_and_the_run_alerts(
     pipeline_env: Any, run_dag: Any, loop_webhooks: str
 ) -> None:
-    from tests.reliability.test_bad_configuration import failure_alerts
+    from tests.support.dag_harness import failure_alerts
 
     sandbox = pipeline_env
     truth, received = _sync_and_receive(sandbox, run_dag, 20, {"exact": 1.0})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from include.returns_sync.sandbox import FaultConfig
-from tests.dags.conftest import rmas_by_loop_id
+from tests.support.dag_harness import rmas_by_loop_id
 
 DAG_ID = "loop_returns_to_whiplash"
 

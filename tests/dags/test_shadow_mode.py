@@ -19,7 +19,7 @@ from include.returns_sync.tasks.receipts import RECEIPT_WATERMARK
 from include.returns_sync.tasks.rma import POLL_WATERMARK
 from include.returns_sync.webhooks.inbox import accept
 from include.returns_sync.webhooks.payloads import parse_loop, parse_whiplash
-from tests.dags.conftest import rmas_by_loop_id
+from tests.support.dag_harness import rmas_by_loop_id
 from tests.webhooks.support import consumer_return_payload, label_payload
 
 RMA_DAG = "loop_returns_to_whiplash"

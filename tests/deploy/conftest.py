@@ -1,6 +1,6 @@
 """Fixtures for the deployment tests: the Celery stack on this machine, with guaranteed cleanup.
 
-`celery_stack` runs `tests.deploy.airflow_stack.celery_stack` around one test: two throw-away
+`celery_stack` runs `tests.support.airflow_stack.celery_stack` around one test: two throw-away
 PostgreSQL databases (Airflow metadata, our state store), a private Redis database, the sandbox
 vendors as a process (60 returns seeded; strict, with short-lived Whiplash tokens) and every
 Airflow component, ready to run the DAGs.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import airflow_stack
-from tests.deploy.airflow_stack import RunningStack
+from tests.support import airflow_stack
+from tests.support.airflow_stack import RunningStack
 
 #: Whiplash access tokens of the end-to-end stack live this long: both workers' task processes
 #: need a new one many times during the DAG runs, often at the same moment.

@@ -22,9 +22,9 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.deploy.airflow_stack import RunningStack, sandbox_admin
+from tests.support.airflow_stack import RunningStack, sandbox_admin
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
 RUN_TIMEOUT = 180
 

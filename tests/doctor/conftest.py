@@ -20,6 +20,38 @@ from include.returns_sync.sandbox.whiplash_search import Page
 from include.returns_sync.state import StateStore
 
 RMAS = 6
+#: Rows every full run has, whatever the vendors answer (the sandbox and the CLI tests).
+EXPECTED_ROWS = {
+    "loop.key",
+    "loop.page_size",
+    "loop.details",
+    "loop.details_labels",
+    "loop.line_item_outcome",
+    "loop.notes",
+    "loop.process_async",
+    "loop.rate_limit_window",
+    "loop.webhooks",
+    "whiplash.grant",
+    "whiplash.scope",
+    "whiplash.refresh_rotation",
+    "whiplash.read",
+    "whiplash.per_page",
+    "whiplash.filter.id_in",
+    "whiplash.filter.reference_in",
+    "whiplash.filter.originator_original_id_in",
+    "whiplash.filter.updated_at_gt",
+    "whiplash.filter.id_gt",
+    "whiplash.filter.orders.originator_original_id_in",
+    "whiplash.filter.items.sku_in",
+    "whiplash.unhandled_events",
+    "whiplash.webhooks",
+    "airflow.connection.loop_default",
+    "airflow.connection.whiplash_default",
+    "airflow.connection.returns_sync_db",
+    "airflow.state_store",
+    "airflow.pool.loop_api",
+    "airflow.pool.whiplash_api",
+}
 #: Where `python -m include.returns_sync.doctor` runs from (the project root).
 REPO_ROOT_FOR_CLI = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from include.returns_sync.doctor.__main__ import main
-from tests.doctor.conftest import REPO_ROOT_FOR_CLI
-from tests.doctor.test_doctor_sandbox import EXPECTED_ROWS
+from tests.doctor.conftest import EXPECTED_ROWS, REPO_ROOT_FOR_CLI
 
 
 def _doctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -13,43 +13,12 @@ from include.returns_sync.sandbox import (
     Sandbox,
 )
 from tests.doctor.conftest import (
+    EXPECTED_ROWS,
     deployment_env,
     make_sandbox,
     run,
 )
 
-#: Rows every full run has, whatever the vendors answer.
-EXPECTED_ROWS = {
-    "loop.key",
-    "loop.page_size",
-    "loop.details",
-    "loop.details_labels",
-    "loop.line_item_outcome",
-    "loop.notes",
-    "loop.process_async",
-    "loop.rate_limit_window",
-    "loop.webhooks",
-    "whiplash.grant",
-    "whiplash.scope",
-    "whiplash.refresh_rotation",
-    "whiplash.read",
-    "whiplash.per_page",
-    "whiplash.filter.id_in",
-    "whiplash.filter.reference_in",
-    "whiplash.filter.originator_original_id_in",
-    "whiplash.filter.updated_at_gt",
-    "whiplash.filter.id_gt",
-    "whiplash.filter.orders.originator_original_id_in",
-    "whiplash.filter.items.sku_in",
-    "whiplash.unhandled_events",
-    "whiplash.webhooks",
-    "airflow.connection.loop_default",
-    "airflow.connection.whiplash_default",
-    "airflow.connection.returns_sync_db",
-    "airflow.state_store",
-    "airflow.pool.loop_api",
-    "airflow.pool.whiplash_api",
-}
 FILTERS = sorted(name for name in EXPECTED_ROWS if name.startswith("whiplash.filter."))
 LABEL_FIELDS = ("label_status", "carrier", "tracking_number", "label_url", "label_updated_at")
 

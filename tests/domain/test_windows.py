@@ -28,4 +28,4 @@ def test_windows_are_chunked_within_loops_limit_without_gaps() -> None:
     assert chunks[0][0] == start and chunks[-1][1] == END
     assert all(b - a <= timedelta(days=120) for a, b in chunks)
     assert all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))
-    assert list(chunk_window(END, START := END)) == [] and START == END
+    assert list(chunk_window(END, END)) == []

@@ -2,7 +2,7 @@
 
 No unit is ever lost (expected = good + damaged + missing - extra on every line, totals per
 return preserved); verdicts do not depend on row order or on how SKUs are spelt; and the engine
-decides exactly what the plain per-return loop in bench/baseline_reconcile.py decides.
+decides exactly what the plain per-return loop in tests/support/baseline_reconcile.py decides.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reconcile_builders import Expected, Received, consumer_return, loop_return
 
-from bench.baseline_reconcile import baseline_verdicts
 from include.returns_sync.reconcile import (
     Criteria,
     Reconciliation,
@@ -26,6 +25,7 @@ from include.returns_sync.reconcile import (
     received_frame,
     reconcile,
 )
+from tests.support.baseline_reconcile import baseline_verdicts
 
 SKUS = ["SKU-1", "SKU-2", "ab 3", "Über-4", "x"]
 SETTINGS = settings(max_examples=60, deadline=None)

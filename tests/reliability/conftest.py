@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from include.returns_sync.sandbox import Sandbox
-from tests.reliability.pipeline import Pipeline
+from tests.reliability.outcome import RELIABILITY_ENV
+from tests.support.dag_harness import Pipeline
 
 # Read when the DAG files are parsed: Airflow's task retries wait 1 s in tests, not 30 s.
 os.environ.setdefault("RETURNS_SYNC_RETRY_DELAY_SECONDS", "1")
@@ -19,4 +20,4 @@ os.environ.setdefault("RETURNS_SYNC_RETRY_DELAY_SECONDS", "1")
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     """The three DAGs wired to a fresh sandbox (seed 5, no faults), state store and reports."""
     with Sandbox(seed=5) as sandbox:
-        yield Pipeline(sandbox, tmp_path, monkeypatch)
+        yield Pipeline(sandbox, tmp_path, monkeypatch, RELIABILITY_ENV)

@@ -9,36 +9,19 @@ failure alert (`RETURNS_SYNC_ALERT ...`), which carries the task's exception.
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.pipeline import BACKFILL_DAG, RECEIPTS_DAG, RMA_DAG, DagResult, Pipeline
-
-
-class _Alerts(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextmanager
-def failure_alerts() -> Iterator[list[str]]:
-    """The failure alerts logged while the block runs (one per task that failed for good)."""
-    handler = _Alerts()
-    logger = logging.getLogger("returns_sync.alerts")
-    logger.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
+from tests.support.dag_harness import (
+    BACKFILL_DAG,
+    RECEIPTS_DAG,
+    RMA_DAG,
+    DagResult,
+    Pipeline,
+    failure_alerts,
+)
 
 
 def _failed_at_once(result: DagResult, task_id: str, alerts: list[str]) -> str:

@@ -20,14 +20,8 @@ import pytest
 
 from include.returns_sync.domain.sku import normalise_sku
 from include.returns_sync.sandbox.corruption import HTML_ERROR_PAGE, on_items, replace, without
-from tests.reliability.pipeline import (
-    RECEIPTS_DAG,
-    RMA_DAG,
-    Pipeline,
-    check_outcome,
-    loop_calls,
-    rmas_by_loop_id,
-)
+from tests.reliability.outcome import check_outcome, loop_calls
+from tests.support.dag_harness import RECEIPTS_DAG, RMA_DAG, Pipeline, rmas_by_loop_id
 
 Mutator = Callable[[dict[str, Any]], Any]
 

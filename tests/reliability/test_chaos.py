@@ -39,18 +39,16 @@ from typing import Any
 import pytest
 
 from include.returns_sync.sandbox import FaultConfig, Sandbox
-from tests.reliability.pipeline import (
+from tests.reliability.outcome import RELIABILITY_ENV, Outcome, check_outcome, loop_calls
+from tests.reliability.workers import kill_after_create
+from tests.support.dag_harness import (
     BACKFILL_DAG,
     RECEIPTS_DAG,
     RMA_DAG,
-    Outcome,
     Pipeline,
-    check_outcome,
     counting_retries,
-    loop_calls,
     rmas_by_loop_id,
 )
-from tests.reliability.workers import kill_after_create
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
@@ -153,7 +151,7 @@ def loop_model(request: pytest.FixtureRequest) -> str:
 def chaos_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_model: str) -> Any:
     with Sandbox(seed=SEED, strict=True) as sandbox:
         sandbox.loop.flag_moves_to_review = loop_model == "flag_reads_review"
-        pipeline = Pipeline(sandbox, tmp_path, monkeypatch)
+        pipeline = Pipeline(sandbox, tmp_path, monkeypatch, RELIABILITY_ENV)
         monkeypatch.setenv("RETURNS_SYNC_HTTP_TIMEOUT", "0.3")
         monkeypatch.setenv("RETURNS_SYNC_STALE_CLAIM_MINUTES", "0")
         monkeypatch.setenv("RETURNS_SYNC_BATCH_SIZE", "250")

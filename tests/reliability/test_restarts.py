@@ -46,12 +46,13 @@ import pytest
 from include.returns_sync.sandbox import FaultConfig, Sandbox
 from include.returns_sync.sandbox.chaos import ADMIN_PREFIX
 from include.returns_sync.state import StateStore
-from tests.deploy.airflow_stack import SandboxStarter, celery_stack
-from tests.deploy.processes import ProcessGroup
 from tests.reliability.leaks import distinctive, files_under, find_leaks
-from tests.reliability.pipeline import RMA_DAG, check_outcome, rmas_by_loop_id
+from tests.reliability.outcome import check_outcome
+from tests.support.airflow_stack import SandboxStarter, celery_stack
+from tests.support.dag_harness import RMA_DAG, rmas_by_loop_id
+from tests.support.processes import ProcessGroup
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 RETURNS = 400
 RUN_TIMEOUT = 420

@@ -25,7 +25,7 @@ from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.state import StateStore
 from tests.reliability.leaks import distinctive, files_under, find_leaks
-from tests.reliability.pipeline import ROOT
+from tests.support.dag_harness import ROOT
 
 
 def issued_tokens(sandbox: Sandbox) -> dict[str, str]:

@@ -377,7 +377,7 @@ def test_the_admin_api_drives_a_running_sandbox(sandbox: Sandbox) -> None:
     assert seeded["seeded"] == 5
     truth = requests.get(f"{admin}/truth", timeout=5).json()
     assert set(truth["returns"]) == set(seeded["return_ids"])
-    assert requests.post(f"{admin}/advance-labels", timeout=5).json()["moved"] >= 0
+    assert isinstance(requests.post(f"{admin}/advance-labels", timeout=5).json()["moved"], int)
     assert requests.post(f"{admin}/receive", json={}, timeout=5).json() == {"received": {}}
     bad = requests.post(f"{admin}/faults", json={"rate": 1.0, "kinds": ["boom"]}, timeout=5)
     assert bad.status_code == 400 and "boom" in bad.json()["error"]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.webhooks.airflow_stack import RMA_DAG, WebhookPipeline
+from tests.support.webhook_stack import RMA_DAG, WebhookPipeline
 from tests.webhooks.support import loop_signature
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

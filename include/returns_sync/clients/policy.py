@@ -264,12 +264,28 @@ def _log_retry(state: tenacity.RetryCallState, describe: str, policy: RetryPolic
     )
 
 
+@dataclass(frozen=True)
+class BucketTime:
+    """The time source of a `TokenBucket`: a monotonic clock and a sleep."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+#: What a bucket made without its own `clock`/`sleep` uses, read when the bucket is made (the
+#: shared buckets of the hooks too). Tests replace it with a fake time source
+#: (`monkeypatch.setattr(policy, "BUCKET_TIME", ...)` before the first bucket is made), so no
+#: throttling test depends on the wall clock.
+BUCKET_TIME = BucketTime()
+
+
 class TokenBucket:
     """Thread-safe token bucket: at most `burst` requests at once, `rate_per_second` sustained.
 
     `acquire()` reserves a token and sleeps outside the lock until it is due, so waiting threads
     queue up fairly without spinning. With burst 1, any window of T seconds holds at most
     1 + rate * T requests, which keeps a sliding-window vendor limit satisfied.
+    `clock` and `sleep` default to `BUCKET_TIME` (the real monotonic clock and sleep).
     """
 
     def __init__(
@@ -277,12 +293,13 @@ class TokenBucket:
         rate_per_second: float,
         burst: float = 1.0,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        clock = clock or BUCKET_TIME.clock
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or BUCKET_TIME.sleep
         self.configure(rate_per_second, burst)
         self._tokens = self.burst
         self._updated = clock()

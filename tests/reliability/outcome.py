@@ -1,110 +1,23 @@
-"""Run the three DAGs in-process against a sandbox and measure them against its truth.
+"""The end state of the DAG runs measured against the sandbox's truth (reliability tests).
 
-`Pipeline` wires the connections (sandbox URLs, client throttles off), a fresh SQLite state store
-and report folder into the environment, runs a DAG with `dag.test()` and returns what a test
-needs: the run state, the summary.json it wrote and the task attempts Airflow made.
-`Verdict` checks the end state against `SeedTruth`: RMAs, Loop actions, decisions.
+The DAGs themselves run through the shared in-process harness (`tests.support.dag_harness`:
+`Pipeline`, `DagResult`); `check_outcome` compares what they left in Whiplash, Loop and the
+state store with `SeedTruth`: RMAs, Loop actions, decisions.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support.dag_harness import rmas_by_loop_id
 
-from include.returns_sync.sandbox.connections import airflow_connections
-
-ROOT = Path(__file__).resolve().parents[2]
-RMA_DAG = "loop_returns_to_whiplash"
-RECEIPTS_DAG = "whiplash_receipts_to_loop"
-BACKFILL_DAG = "loop_asn_backfill"
 ACTIONS = ("process", "flag", "note")
-
-
-@dataclass
-class DagResult:
-    """One `dag.test()` run: its state, the report it wrote, and Airflow's task attempts."""
-
-    dag_id: str
-    state: str
-    summary: dict[str, Any]
-    folder: Path | None
-    task_tries: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def task_retries(self) -> int:
-        """Attempts beyond the first, over all task instances of the run."""
-        return sum(max(0, tries - 1) for tries in self.task_tries.values())
-
-
-class Pipeline:
-    """The DAGs wired to one sandbox through the environment (see the module docstring)."""
-
-    def __init__(self, sandbox: Any, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sandbox = sandbox
-        self.home = home
-        self.reports = home / "reports"
-        self.state_db = home / "state.db"
-        # client throttling off: the chaos comes from the sandbox's injected 429s
-        fast = {"rate_limit": 0}
-        connections = airflow_connections(sandbox, loop_extra=fast, whiplash_extra=fast)
-        for name, value in connections.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AIRFLOW_CONN_RETURNS_SYNC_DB", f"sqlite:///{self.state_db}")
-        monkeypatch.setenv("RETURNS_SYNC_REPORTS_DIR", str(self.reports))
-        monkeypatch.setenv("RETURNS_SYNC_RETRY_WAIT_SCALE", "0.01")  # retries wait ms, not s
-        monkeypatch.setenv("RETURNS_SYNC_HTTP_TIMEOUT", "1.0")
-        monkeypatch.setenv("RETURNS_SYNC_MAX_UNMAPPABLE", "0")  # report them, never fail on them
-        self.runs: list[DagResult] = []
-
-    def run(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> DagResult:
-        """Run one DAG to its end with `dag.test()` (a fresh parse: conf must not leak)."""
-        from airflow.dag_processing.dagbag import DagBag
-
-        bag = DagBag(dag_folder=str(ROOT / "dags"))
-        assert bag.import_errors == {}, bag.import_errors
-        dag = bag.get_dag(dag_id)
-        dag_run = dag.test(run_conf=dict(conf or {}), logical_date=datetime.now(UTC))
-        folder = self._report_folder(dag_id, dag_run.run_id)
-        summary = json.loads((folder / "summary.json").read_text()) if folder else {}
-        tries = {
-            f"{ti.task_id}[{ti.map_index}]": int(ti.try_number or 0)
-            for ti in dag_run.get_task_instances()
-        }
-        result = DagResult(dag_id, str(dag_run.state), summary, folder, tries)
-        self.runs.append(result)
-        return result
-
-    def _report_folder(self, dag_id: str, run_id: str) -> Path | None:
-        from include.returns_sync.reports import run_dir
-
-        folder = run_dir(dag_id, run_id, self.reports)
-        return folder if (folder / "summary.json").exists() else None
-
-    def store(self) -> Any:
-        from include.returns_sync import runtime
-
-        return runtime.state_store()
-
-
-# --------------------------------------------------------------------------- outcome checks
-
-
-def rmas_by_loop_id(sandbox: Any) -> Counter[str]:
-    """How many consumer returns Whiplash holds per Loop return id."""
-    return Counter(
-        str(cr["originator"]["original_id"])
-        for cr in sandbox.whiplash.consumer_returns()
-        if cr.get("originator")
-    )
+#: What the reliability tests add to the harness's environment: unmappable returns are
+#: reported, never a reason to fail the run.
+RELIABILITY_ENV = {"RETURNS_SYNC_MAX_UNMAPPABLE": "0"}
 
 
 def loop_calls(sandbox: Any, skipped: set[str] | None = None) -> dict[str, Counter[str]]:
@@ -239,29 +152,3 @@ def expected_reasons(fact: Any) -> list[str]:
     if fact.expected_verdict == "flag" and received == 0:
         reasons.add("NOTHING_RECEIVED")
     return sorted(reasons)
-
-
-# --------------------------------------------------------------------------- retries in logs
-
-
-class RetryCounter(logging.Handler):
-    """Counts the vendor-call retries the clients' retry policy logs ("retrying in ...")."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.retries = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "retrying in" in record.getMessage():
-            self.retries += 1
-
-
-@contextmanager
-def counting_retries() -> Iterator[RetryCounter]:
-    counter = RetryCounter()
-    logger = logging.getLogger("include.returns_sync.clients.policy")
-    logger.addHandler(counter)
-    try:
-        yield counter
-    finally:
-        logger.removeHandler(counter)

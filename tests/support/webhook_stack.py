@@ -1,7 +1,7 @@
 """The webhook path through real Airflow: sandbox, LocalExecutor stack and state store, wired.
 
 Used by the webhook end-to-end test and `bench/bench_webhook_latency.py`. Airflow itself comes
-from `tests/deploy/airflow_stack.py` in its LocalExecutor topology, like `scripts/ui`: SQLite
+from `tests/support/airflow_stack.py` in its LocalExecutor topology, like `scripts/ui`: SQLite
 metadata, api-server, scheduler, dag-processor and triggerer on 127.0.0.1, in a temporary home
 with only the DAGs under test. What is specific to webhooks lives here: the sandbox runs in
 this process (its deliveries and records stay inspectable), our endpoints are registered with
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from include.returns_sync.sandbox.connections import airflow_connections
-from tests.deploy.airflow_stack import AirflowStack, StackConfig
-from tests.deploy.processes import ProcessGroup
+from tests.support.airflow_stack import AirflowStack, StackConfig
+from tests.support.processes import ProcessGroup
 
 DAG_FILES = ("loop_returns_to_whiplash.py", "whiplash_receipts_to_loop.py")
 RMA_DAG = "loop_returns_to_whiplash"

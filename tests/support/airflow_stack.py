@@ -7,10 +7,10 @@ and stop them, for both topologies the tests use:
 
 * CeleryExecutor, the compose topology (`celery_stack`): PostgreSQL for Airflow's metadata (and
   Celery results), Redis as the broker, two Celery workers, a separate PostgreSQL database as our
-  state store. Used by the deployment tests (fixture `celery_stack` in conftest.py) and the
-  restart test (tests/reliability/test_restarts.py).
+  state store. Used by the deployment tests (fixture `celery_stack` in tests/deploy/conftest.py)
+  and the restart test (tests/reliability/test_restarts.py).
 * LocalExecutor with SQLite metadata, like `scripts/ui`: `StackConfig` without a broker. Used by
-  `tests/webhooks/airflow_stack.py` (the webhook end-to-end test and its latency benchmark).
+  `tests/support/webhook_stack.py` (the webhook end-to-end test and its latency benchmark).
 
 `StackConfig` says what differs (executor, metadata database, DAG files, workers, connections,
 settings). `AirflowStack` gives every component the same environment, the way the compose
@@ -43,8 +43,8 @@ from cryptography.fernet import Fernet
 from include.returns_sync.deploy.state_db import ensure_database
 from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.state import StateStore
-from tests.deploy.processes import ProcessGroup, free_port, tail
-from tests.deploy.services import PostgresDatabases, private_redis_db, redis_url
+from tests.support.processes import ProcessGroup, free_port, tail
+from tests.support.services import PostgresDatabases, private_redis_db, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin"
