@@ -159,13 +159,17 @@ class WebhookPipeline:
         created = datetime.fromisoformat(self.wait_rma(return_id)["created_at"])
         return (created - self.received_at("loop", return_id)).total_seconds()
 
-    def inbox_statuses(self) -> dict[str, int]:
+    def inbox_statuses(self, source: str | None = None) -> dict[str, int]:
+        """Inbox events by status; only those of `source` (e.g. "loop") when given."""
         from sqlalchemy import func, select
 
         from include.returns_sync.state.schema import webhook_inbox as t
 
+        query = select(t.c.status, func.count()).group_by(t.c.status)
+        if source is not None:
+            query = query.where(t.c.source == source)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
+            rows = conn.execute(query).all()
         return {status: count for status, count in rows}
 
     def wait_inbox_done(self, timeout: float) -> None:
