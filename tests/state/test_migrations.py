@@ -26,6 +26,7 @@ OWN_TABLES = {
     "watermarks",
     "webhook_inbox",
     "oauth_tokens",
+    "rate_limits",
 }
 
 

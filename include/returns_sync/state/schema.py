@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     CheckConstraint,
     Column,
     DateTime,
@@ -202,4 +203,13 @@ oauth_tokens = Table(
     # the refresh lease: who refreshes now, and until when at most
     Column("lease_owner", Text),
     Column("lease_until", UTCDateTime),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    # a vendor account, e.g. "loop:<hash of the API key>" (never the secret itself)
+    Column("key", Text, primary_key=True),
+    # GCRA's theoretical arrival time, seconds since the epoch (wall clock, shared by processes)
+    Column("tat", Float(precision=53), nullable=False),
 )
