@@ -19,6 +19,7 @@ from include.returns_sync.clients.errors import (
     VendorConflict,
     VendorValidationError,
 )
+from include.returns_sync.clients.limiter import ProcessLimiter
 from include.returns_sync.clients.oauth import (
     InMemoryTokenStore,
     StateStoreTokenStore,
@@ -641,14 +642,24 @@ def test_the_default_throttle_keeps_a_burst_under_whiplash_rate_limit(
     fake = FakeBucketTime(real_sleep=True)
     monkeypatch.setattr(policy, "BUCKET_TIME", fake.source())
     whiplash_connection.set_rate_limits(True, vendor="whiplash")
-    hook = WhiplashHook(retry_policy=zero_wait(1), timeout=FAST_TIMEOUT)  # 9.2/s default
+    hook = WhiplashHook(retry_policy=zero_wait(1), timeout=FAST_TIMEOUT, limiter=ProcessLimiter())
     for _ in range(14):
         hook.list_notification_subscriptions()
-    # one steady spacing of 1/9.2 s (92 % of the account's 10/s) after the first request
+    # given a limiter, one steady spacing of 1/9.2 s (92 % of the account's 10/s)
     assert len(fake.slept) >= 13
     assert max(fake.slept) == pytest.approx(min(fake.slept))
     assert min(fake.slept) == pytest.approx(1 / 9.2)
     assert "429" not in whiplash_connection.stats()["whiplash"]["statuses"]
+
+
+def test_without_a_limiter_the_default_rate_is_split_by_the_pools_slots(
+    whiplash_connection: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process-local fallback cannot see other processes: it keeps the old split."""
+    monkeypatch.setenv("RETURNS_SYNC_API_POOL_SLOTS", "4")
+    assert WhiplashHook().rate_per_second() == pytest.approx(9.2 / 4)
+    assert WhiplashHook(limiter=ProcessLimiter()).rate_per_second() == pytest.approx(9.2)
+    assert WhiplashHook(rate_limit_per_second=3).rate_per_second() == 3
 
 
 def _wal(database: Path) -> bytes:

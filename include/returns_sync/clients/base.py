@@ -1,7 +1,8 @@
 """What Loop and Whiplash hooks share: connection, session, one request path, errors, counters.
 
 Every vendor request goes through `VendorHook._call`: count it, wait for its send time from the
-rate limiter of its vendor account (`limiter.py`), add credentials, send with a timeout, turn the answer into JSON or a `VendorError`,
+rate limiter of its vendor account (`limiter.py`), add credentials, send with a timeout, turn the
+answer into JSON or a `VendorError`,
 all under the one `RetryPolicy`. Subclasses only say which endpoints to call and how to read them.
 
 Deliberate differences from `HttpHook`:
@@ -101,9 +102,10 @@ def resolve_base_url(host: str | None, schema: str | None, port: int | None, def
 def api_pool_slots() -> int:
     """How many API tasks may run at once per vendor (the `loop_api` / `whiplash_api` pools).
 
-    Concurrency only (`RETURNS_SYNC_API_POOL_SLOTS`, default 2, the size `scripts/_env.sh` gives
-    both pools): the rate is kept per vendor account by the shared limiter, whatever the number
-    of tasks, so this no longer divides anything.
+    Concurrency (`RETURNS_SYNC_API_POOL_SLOTS`, default 2, the size `scripts/_env.sh` gives both
+    pools): with the shared limiter the rate is kept per vendor account whatever the number of
+    tasks. Only a hook without one (process-local fallback) still divides its default rate by
+    it, since it cannot see the other processes.
     """
     return settings().api_pool_slots
 
@@ -113,9 +115,11 @@ class VendorHook(HttpHook):
 
     One instance per thread (it owns a `requests` session); instances of one connection share
     the access token, and every hook of one vendor account shares one send schedule through
-    `limiter` (default: this process's `process_limiter()`; runtime passes a `SharedLimiter`
-    over the state store so every process of the deployment shares it), so creating more is
-    cheap.
+    `limiter`, so creating more is cheap. Runtime passes a `SharedLimiter` over the state store,
+    shared by every process of the deployment. Without one the hook falls back to this process's
+    `process_limiter()`, and its default rate is then divided by `api_pool_slots()` (the old
+    per-process split), so a hook built without the store still keeps the deployment under the
+    vendor's limit; a rate given explicitly (argument, `rate_limit` extra) is used as it is.
     """
 
     vendor: ClassVar[str] = "vendor"
@@ -144,6 +148,7 @@ class VendorHook(HttpHook):
         self._session: requests.Session | None = None
         self._connection: Any = None
         self.limiter: RateLimiter = limiter or process_limiter()
+        self._shared = limiter is not None
         self._pace: Pace | None = None
         self._pace_resolved = False
         #: Logical calls by operation (each page of a list counts once): "calls per return".
@@ -223,8 +228,9 @@ class VendorHook(HttpHook):
         """The rate this hook keeps its vendor account to (0: not throttled).
 
         The hook's `rate_limit_per_second`, else the connection's `rate_limit` extra, else
-        `HEADROOM` of the vendor's published limit. It is the rate of the whole account (every
-        task, every worker together), not of this process.
+        `HEADROOM` of the vendor's published limit. With an injected (shared) limiter it is the
+        rate of the whole account, every task and worker together; with the process-local
+        fallback the default is divided by the API pools' slots (see the class docstring).
         """
         rate = self._rate_override
         if rate is None:
@@ -239,6 +245,8 @@ class VendorHook(HttpHook):
                     ) from None
         if rate is None:
             rate = self.vendor_limit.default_rate_per_second
+            if not self._shared:
+                rate /= api_pool_slots()
         return max(0.0, rate)
 
     def account_key(self) -> str:
