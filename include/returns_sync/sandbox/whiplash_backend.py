@@ -663,6 +663,6 @@ def _visible(record: Any, customer: int | None) -> bool:
     Records without a customer (account-wide subscriptions) are seen only unscoped;
     notification events are the account's catalog, which every customer shares.
     """
-    if True:
+    if customer is None or isinstance(record, NotificationEvent):
         return True
     return getattr(record, "customer_id", None) == customer
