@@ -209,7 +209,12 @@ def _print_line(dag_id: str, summary: dict[str, Any]) -> None:
     if not summary:
         print(f"  {dag_id}: DAG not present yet")
         return
-    counts = {k: v for k, v in (summary.get("counts") or {}).items() if v}
+    counts = {
+        name: value
+        for key in ("counts", "verdicts", "actions")
+        for name, value in (summary.get(key) or {}).items()
+        if value
+    }
     print(f"  {dag_id}: {summary.get('_state')} in {summary.get('_seconds')}s {counts}")
 
 

@@ -462,3 +462,20 @@ def test_the_command_line_serves_n_merchants_and_writes_their_keys(tmp_path: Pat
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_a_return_nobody_created_is_in_the_truth_of_the_merchant_whose_customer_it_is(
+    two: Sandbox,
+) -> None:
+    unknown = two.seed_unknown_return(merchant=BRAVA)
+    record = two.whiplash.get_consumer_return(unknown)
+    assert record["customer_id"] == _customer(two, BRAVA) and record["status"] == 300
+    assert record["originator"]["original_id"] is None
+    assert two.truth.for_merchant(BRAVA).unknown == {unknown: BRAVA}
+    assert two.truth.for_merchant(ACME).unknown == {}
+    assert two.truth.to_dict()["merchants"][BRAVA]["unknown_returns"] == {str(unknown): BRAVA}
+    assert unknown not in two.receive_packages()  # nobody ships it: it has arrived already
+    hidden = _whiplash(two, _customer(two, ACME)).get(
+        f"{two.whiplash_url}/api/v2/consumer_returns/{unknown}", timeout=5
+    )
+    assert hidden.status_code == 404

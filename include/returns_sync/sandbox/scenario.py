@@ -482,6 +482,35 @@ class Sandbox:
             ids.append(record["id"])
         return ids
 
+    def seed_unknown_return(self, merchant: str | None = None, status: int = 300) -> int:
+        """A consumer return the warehouse opened by hand under `merchant`'s Whiplash customer
+        (default: the first merchant's): no Loop return and no originator behind it, received
+        complete (`status`). A correct pipeline reports it once, in that merchant's runs only,
+        as UNKNOWN_RETURN and acts on nothing; `truth.unknown` records it."""
+        target = self._targets(merchant)[0] if merchant else next(iter(self._merchants.values()))
+        self._ensure_catalog(target)
+        sku = self._catalog[0][0]
+        item = self.whiplash.item_by_sku(sku, target.customer_id)
+        assert item is not None  # the catalog was just ensured for this customer
+        created = self.whiplash.create_consumer_return(
+            {
+                "requires_label": False,
+                "reference": f"WAREHOUSE-{len(self.truth.unknown) + 1:04d}",
+                "shipnotice_items_attributes": [
+                    {
+                        "item_id": item.id,
+                        "quantity": 1,
+                        "return_action": "no_action_required",
+                        "description": "Arrived without an RMA",
+                    }
+                ],
+            },
+            target.customer_id,
+        )
+        self.whiplash.receive(created["id"], [(sku, 1, 0)], status=status)
+        self.truth.unknown[created["id"]] = target.id
+        return int(created["id"])
+
     def _draw_units(self, rng: random.Random) -> dict[str, int]:
         """1-4 units over 1-3 SKUs; about a fifth of returns have several units of one SKU."""
         total = _pick(rng, {"1": 0.5, "2": 0.28, "3": 0.14, "4": 0.08})

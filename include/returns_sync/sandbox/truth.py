@@ -47,6 +47,10 @@ class SeedTruth:
     """The expected outcome for every Loop return the sandbox created, by Loop return id."""
 
     returns: dict[str, ReturnTruth] = field(default_factory=dict)
+    #: Whiplash consumer returns nobody's pipeline created (`Sandbox.seed_unknown_return`),
+    #: by id -> the merchant whose runs must report them, once, as UNKNOWN_RETURN (and act on
+    #: nothing): the merchant whose Whiplash customer the return belongs to.
+    unknown: dict[int, str] = field(default_factory=dict)
 
     def eligible_ids(self) -> list[str]:
         return [rid for rid, t in self.returns.items() if t.eligible]
@@ -68,12 +72,16 @@ class SeedTruth:
 
     def merchants(self) -> list[str]:
         """The merchants that have returns here, in order of their first return."""
-        return list(dict.fromkeys(t.merchant for t in self.returns.values()))
+        owners = [t.merchant for t in self.returns.values()] + list(self.unknown.values())
+        return list(dict.fromkeys(owners))
 
     def for_merchant(self, merchant: str) -> SeedTruth:
         """One merchant's part: the same `ReturnTruth` objects (later scenario steps such as
         `receive_packages` show through), only that merchant's returns."""
-        return SeedTruth({rid: t for rid, t in self.returns.items() if t.merchant == merchant})
+        return SeedTruth(
+            {rid: t for rid, t in self.returns.items() if t.merchant == merchant},
+            {cr: m for cr, m in self.unknown.items() if m == merchant},
+        )
 
     def misfiled(self, consumer_returns: Iterable[Mapping[str, Any]]) -> list[int]:
         """Ids of consumer returns (rendered, as Whiplash lists them) that carry a known Loop
@@ -102,4 +110,5 @@ class SeedTruth:
             "needs_rma": self.rma_ids(),
             "unmappable": self.unmappable(),
             "verdicts": self.verdicts(),
+            "unknown_returns": {str(cr): m for cr, m in self.unknown.items()},
         }
