@@ -237,7 +237,7 @@ def test_loops_rate_limit_is_per_api_key(two: Sandbox) -> None:
 # ----------------------------------------------------------------------------- Whiplash: customers
 
 
-def test_x_customer_id_scopes_items_orders_and_lookups(two: Sandbox) -> None:
+def test_x_customer_id_scopes_items_orders_and_lookups(two: Sandbox, contract: Contract) -> None:
     acme, brava = _customer(two, ACME), _customer(two, BRAVA)
     sku = two.whiplash.search("items", None, None, _page())[0]["sku"]
     search = {"search": json.dumps({"sku_eq": sku})}
@@ -259,6 +259,7 @@ def test_x_customer_id_scopes_items_orders_and_lookups(two: Sandbox) -> None:
     assert hidden.status_code == 404
     unknown = _whiplash(two, 999).get(f"{two.whiplash_url}/api/v2/items", timeout=5)
     assert unknown.status_code == 403 and "999" in unknown.json()["message"]
+    _assert_conforms(contract, [everyone, unknown])
 
 
 def test_a_consumer_return_belongs_to_the_customer_it_was_created_for(
@@ -325,7 +326,7 @@ def test_strict_requires_x_customer_id_on_writes_when_the_account_has_several_cu
 
 
 def test_consumer_return_webhooks_carry_the_customer_and_reach_only_its_subscribers(
-    two: Sandbox, webhook_receiver: WebhookReceiver
+    two: Sandbox, webhook_receiver: WebhookReceiver, contract: Contract
 ) -> None:
     acme, brava = _customer(two, ACME), _customer(two, BRAVA)
     events = _whiplash(two).get(f"{two.whiplash_url}/api/v2/notification_events", timeout=5)
@@ -366,6 +367,9 @@ def test_consumer_return_webhooks_carry_the_customer_and_reach_only_its_subscrib
     for delivery in deliveries:
         payload = json.loads(delivery.body)
         assert payload["consumer_return"]["customer_id"] == acme
+        assert (
+            contract.entity_errors("ApiV2EntitiesConsumerReturn", payload["consumer_return"]) == []
+        )
         signature = sign_whiplash(two.whiplash_client_secret, delivery.body)
         assert delivery.headers["X-WHIPLASH-SIGNATURE"] == signature
 
