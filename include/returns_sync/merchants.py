@@ -413,3 +413,15 @@ def get_merchant(merchant_id: str) -> Merchant:
     raise UnknownMerchantError(
         f"merchant {merchant_id!r} is not configured in {where} (configured: {known})"
     )
+
+
+def account_owner(whiplash_conn_id: str, customer_id: int | None = None) -> Merchant | None:
+    """The merchant a Whiplash event of this account belongs to when no RMA of ours names it:
+    the merchant of `customer_id`, else the first merchant listed for the account (it reports
+    the account's returns that belong to no merchant, once); None when no merchant uses it."""
+    listed = [m for m in load_merchants().merchants if m.whiplash_conn_id == whiplash_conn_id]
+    if customer_id is not None:
+        for merchant in listed:
+            if merchant.whiplash_customer_id == customer_id:
+                return merchant
+    return min(listed, key=lambda m: m.order) if listed else None

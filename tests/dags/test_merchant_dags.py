@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from include.returns_sync.dag_defaults import backfill_cron, staggered_cron, stagger_minutes
+from include.returns_sync.dag_defaults import backfill_cron, stagger_minutes, staggered_cron
 from include.returns_sync.merchants import Merchant
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -61,9 +61,11 @@ def test_the_current_merchant_picks_connections_customer_criteria_and_warehouse(
         assert runtime.rma_settings().warehouse_id == 3
         assert runtime.criteria_path() == str(tmp_path / "acme.yaml")
     assert runtime.whiplash_hook().customer_id == 11
-    with pytest.raises(KeyError, match="'globex' is not configured"):
-        with runtime.use_merchant("globex"):
-            pass
+    with (
+        pytest.raises(KeyError, match="'globex' is not configured"),
+        runtime.use_merchant("globex"),
+    ):
+        pass
 
 
 def test_an_alert_names_the_merchant_of_the_failed_run(caplog: pytest.LogCaptureFixture) -> None:
