@@ -13,21 +13,27 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Float,
     CheckConstraint,
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
-from include.returns_sync.state.records import InboxSource, InboxStatus, SyncSource
+from include.returns_sync.state.records import (
+    DEFAULT_MERCHANT,
+    InboxSource,
+    InboxStatus,
+    SyncSource,
+)
 from include.returns_sync.vocabulary import ActionKind, ActionStatus, SyncStatus, Verdict
 
 #: Alembic's version table for this store; its own name so it can live next to Airflow's.
@@ -83,12 +89,18 @@ ACTION_STATUSES = [member.value for member in ActionStatus]
 INBOX_SOURCES = [member.value for member in InboxSource]
 INBOX_STATUSES = [member.value for member in InboxStatus]
 
+
+def _merchant() -> Column[str]:
+    """The merchant a row belongs to (rows older than revision 0007 belong to `default`)."""
+    return Column("merchant", Text, nullable=False, server_default=DEFAULT_MERCHANT)
+
+
 sync_records = Table(
     "sync_records",
     metadata,
-    Column("loop_return_id", Text, primary_key=True),
-    # UNIQUE: one Whiplash consumer return can belong to one Loop return only.
-    Column("whiplash_return_id", BigInteger, nullable=True, unique=True),
+    _merchant(),
+    Column("loop_return_id", Text, nullable=False),
+    Column("whiplash_return_id", BigInteger, nullable=True),
     Column("status", Text, nullable=False),
     Column("reason_code", Text),
     Column("reason_detail", Text),
@@ -115,14 +127,19 @@ sync_records = Table(
         "status NOT IN ('created', 'adopted') OR whiplash_return_id IS NOT NULL",
         name="done_has_whiplash_id",
     ),
-    Index(None, "status", "updated_at"),
+    PrimaryKeyConstraint("merchant", "loop_return_id"),
+    # one Whiplash consumer return can belong to one Loop return only (of one merchant)
+    UniqueConstraint("merchant", "whiplash_return_id"),
+    Index(None, "merchant", "status", "updated_at"),
+    # "whose RMA is this Whiplash return?" across merchants (the Whiplash webhook router)
+    Index(None, "whiplash_return_id"),
 )
 
 decisions = Table(
     "decisions",
     metadata,
-    # PRIMARY KEY: one decision per Whiplash consumer return, ever.
-    Column("whiplash_return_id", BigInteger, primary_key=True, autoincrement=False),
+    _merchant(),
+    Column("whiplash_return_id", BigInteger, nullable=False, autoincrement=False),
     Column("loop_return_id", Text),
     Column("verdict", Text, nullable=False),
     Column("reason_codes", Text, nullable=False, server_default="[]"),  # JSON list
@@ -130,14 +147,17 @@ decisions = Table(
     Column("detail", Text),  # JSON object
     Column("run_id", Text),
     Column("decided_at", UTCDateTime, nullable=False),
+    # one decision per Whiplash consumer return (of one merchant), ever
+    PrimaryKeyConstraint("merchant", "whiplash_return_id"),
     _one_of("verdict", VERDICTS, "verdict"),
-    Index(None, "loop_return_id"),
+    Index(None, "merchant", "loop_return_id"),
 )
 
 loop_actions = Table(
     "loop_actions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    _merchant(),
     Column("loop_return_id", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("status", Text, nullable=False),
@@ -148,8 +168,8 @@ loop_actions = Table(
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    # the "never act twice" guarantee: at most one row per (return, action)
-    UniqueConstraint("loop_return_id", "action"),
+    # the "never act twice" guarantee: at most one row per (merchant, return, action)
+    UniqueConstraint("merchant", "loop_return_id", "action"),
     _one_of("action", ACTION_KINDS, "action"),
     _one_of("status", ACTION_STATUSES, "status"),
 )
@@ -157,17 +177,21 @@ loop_actions = Table(
 watermarks = Table(
     "watermarks",
     metadata,
-    Column("name", Text, primary_key=True),
+    _merchant(),
+    Column("name", Text, nullable=False),
     Column("value", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant", "name"),
 )
 
 webhook_inbox = Table(
     "webhook_inbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    _merchant(),
     Column("source", Text, nullable=False),
-    # unique per vendor: the two vendors' delivery ids live in different namespaces
+    # unique per merchant and vendor: the vendors' delivery ids live in different namespaces,
+    # and Loop's keys are built from the event's content, which two shops may share
     Column("dedup_key", Text, nullable=False),
     Column("topic", Text, nullable=False),
     Column("resource_id", Text),
@@ -179,9 +203,12 @@ webhook_inbox = Table(
     Column("processed_at", UTCDateTime),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("reason", Text),  # why it was closed without work, or failed
-    UniqueConstraint("source", "dedup_key"),
+    UniqueConstraint("merchant", "source", "dedup_key"),
     _one_of("source", INBOX_SOURCES, "source"),
     _one_of("status", INBOX_STATUSES, "status"),
+    # one merchant's claims and signals
+    Index(None, "merchant", "status", "source", "id"),
+    # the triggerer's one read of every merchant's waiting events
     Index(None, "status", "source", "id"),
 )
 
