@@ -28,7 +28,12 @@ needs_scoped_store = pytest.mark.skipif(
     reason="StateStore.for_merchant (H1, branch h/state) is not merged yet",
 )
 
-ACME = {"id": "acme", "whiplash_conn_id": "whiplash_acme", "warehouse_id": 7}
+ACME = {
+    "id": "acme",
+    "whiplash_conn_id": "whiplash_acme",
+    "whiplash_customer_id": 4711,
+    "warehouse_id": 7,
+}
 
 
 @pytest.fixture
@@ -90,6 +95,7 @@ def test_a_merchants_rma_run_uses_its_connections_and_records_under_its_name(
     assert set(rmas_by_loop_id(pipeline.sandbox)) == set(truth.rma_ids())
     assert result.summary["counts"]["created"] == len(truth.rma_ids())
     assert {cr["warehouse_id"] for cr in pipeline.sandbox.whiplash.consumer_returns()} == {7}
+    assert pipeline.sandbox.whiplash.last_customer_id == "4711"  # X-Customer-ID was sent
 
     store = runtime.shared_state_store()
     acme, default = store.for_merchant("acme"), store.for_merchant("default")
