@@ -194,6 +194,13 @@ class _Entry(BaseModel):
             )
         return value
 
+    @field_validator("backfill_at", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 3:30 as 210 (base 60)
+            raise ValueError('must be a quoted UTC time of day, e.g. "03:30" (with the quotes)')
+        return value
+
     @field_validator("backfill_at")
     @classmethod
     def _clock_time(cls, value: str | None) -> str | None:

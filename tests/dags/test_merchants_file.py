@@ -99,7 +99,8 @@ BAD_ENTRIES = [
     ("{id: acme, rma_every_minutes: 7}", "rma_every_minutes", "divide an hour"),
     ("{id: acme, receipts_every_minutes: 90}", "receipts_every_minutes", "divide an hour"),
     ("{id: acme, backfill_at: '25:00'}", "backfill_at", "HH:MM"),
-    ("{id: acme, backfill_at: 2}", "backfill_at", "string"),
+    ("{id: acme, backfill_at: 3:30}", "backfill_at", 'quoted UTC time of day, e.g. "03:30"'),
+    ("{id: acme, backfill_at: [3]}", "backfill_at", "string"),
     ("just-a-string", None, "must be a mapping"),
 ]
 
