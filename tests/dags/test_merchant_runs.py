@@ -124,3 +124,22 @@ def test_a_merchant_with_invalid_criteria_fails_alone_with_an_alert_naming_it(
         for alert in alerts
     ), alerts
     assert not any("merchant=default" in alert for alert in alerts), alerts
+
+
+@needs_scoped_store
+def test_a_run_of_a_merchant_removed_from_the_file_fails_at_once_naming_it(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support.dag_harness import load_dag
+
+    path = wire_merchants(tmp_path, monkeypatch, [ACME])
+    dag = load_dag("loop_returns_to_whiplash__acme")  # parsed while acme was listed
+    path.write_text("merchants:\n  - id: globex\n")  # then removed
+    with failure_alerts() as alerts:
+        run = dag.test(logical_date=datetime.now(UTC))
+    assert str(run.state) == "failed"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan")
+    assert plan.try_number == 1  # a configuration problem: no retries
+    assert any("merchant=acme" in a and "'acme' is not configured" in a for a in alerts), alerts

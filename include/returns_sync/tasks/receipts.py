@@ -30,6 +30,7 @@ def plan_window(data_interval_end: datetime) -> dict[str, str]:
     return runtime.planned_window(RECEIPT_WATERMARK, data_interval_end)
 
 
+@fails_fast
 def plan(
     params: Mapping[str, Any], data_interval_end: datetime | None, *, webhook_only: bool
 ) -> dict[str, Any]:
