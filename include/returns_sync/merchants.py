@@ -197,7 +197,9 @@ class _Entry(BaseModel):
     @field_validator("backfill_at", mode="before")
     @classmethod
     def _quoted_time(cls, value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 3:30 as 210 (base 60)
+        if isinstance(value, int) and not isinstance(
+            value, bool
+        ):  # YAML 1.1 reads 3:30 as 210 (base 60)
             raise ValueError('must be a quoted UTC time of day, e.g. "03:30" (with the quotes)')
         return value
 
@@ -419,6 +421,15 @@ def get_merchant(merchant_id: str) -> Merchant:
     known = ", ".join(m.id for m in loaded.merchants[:20])
     raise UnknownMerchantError(
         f"merchant {merchant_id!r} is not configured in {where} (configured: {known})"
+    )
+
+
+def account_peers(merchant: Merchant) -> frozenset[str]:
+    """The other configured merchants on `merchant`'s Whiplash account."""
+    return frozenset(
+        m.id
+        for m in load_merchants().merchants
+        if m.whiplash_conn_id == merchant.whiplash_conn_id and m.id != merchant.id
     )
 
 

@@ -143,3 +143,27 @@ def test_a_run_of_a_merchant_removed_from_the_file_fails_at_once_naming_it(
     plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan")
     assert plan.try_number == 1  # a configuration problem: no retries
     assert any("merchant=acme" in a and "'acme' is not configured" in a for a in alerts), alerts
+
+
+@needs_scoped_store
+def test_a_peers_rma_that_a_shared_account_lists_is_neither_reported_nor_decided(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The single-shop sandbox ignores `X-Customer-ID`: acme's receipts poll lists default's
+    RMAs too, as a Whiplash read that is not scoped by customer would."""
+    entries = [
+        {"id": "default", "whiplash_customer_id": 1},
+        {"id": "acme", "whiplash_customer_id": 2},
+    ]
+    wire_merchants(tmp_path, monkeypatch, entries)
+    pipeline.sandbox.seed_day(n=12)
+    assert pipeline.run("loop_returns_to_whiplash").state == "success"
+    assert pipeline.sandbox.receive_packages({"exact": 1.0})
+
+    acme = pipeline.run("whiplash_receipts_to_loop__acme")
+    assert acme.state == "success"
+    assert acme.summary["candidates"] == 0, acme.summary
+    assert not any(acme.summary["reason_codes"].values()), acme.summary
+    default = pipeline.run("whiplash_receipts_to_loop")
+    assert default.state == "success"
+    assert default.summary["verdicts"].get("process", 0) > 0, default.summary

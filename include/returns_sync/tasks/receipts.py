@@ -134,7 +134,7 @@ def reconcile_and_act(
     """
     from include.returns_sync.domain.actions import ActionSettings
     from include.returns_sync.domain.receipts import ReceiptScope, ReceiptSettings, run_receipts
-    from include.returns_sync.merchants import MERCHANTS_ENV_VAR
+    from include.returns_sync.merchants import MERCHANTS_ENV_VAR, account_peers
     from include.returns_sync.reconcile.criteria import (
         CRITERIA_ENV_VAR,
         CriteriaError,
@@ -164,7 +164,7 @@ def reconcile_and_act(
         whiplash=runtime.whiplash_hook(),
         loop=runtime.loop_hook(),
         store=store,
-        settings=ReceiptSettings(criteria, actions),
+        settings=ReceiptSettings(criteria, actions, account_peers(merchant)),
     )
     summary = report.summary()
     folder = write_report(dag_id, run_id, summary, report.tables())
