@@ -174,3 +174,13 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_a_worker_running_one_task_builds_only_that_tasks_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow sets the parsing context when a worker parses a file to run a task."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "loop_returns_to_whiplash__acme")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "plan")
+    bag = bag_for(tmp_path, monkeypatch, THREE_MERCHANTS_AND_A_TYPO)
+    assert bag.dag_ids == ["loop_returns_to_whiplash__acme"]
