@@ -1,20 +1,22 @@
-"""The webhook FastAPI app: `POST /webhooks/loop` and `POST /webhooks/whiplash`.
+"""The webhook FastAPI app: `POST /webhooks/loop[/<merchant id>]` and `POST /webhooks/whiplash`.
 
 The plugin mounts it at `/returns-sync` in the Airflow API server, which applies no Airflow
 authentication to plugin apps: every request is authenticated here, by its signature.
 
 Per request, in this order: body over 1 MiB -> 413 (checked on Content-Length, then while
-reading, so a large body is never buffered); no usable secret -> 503 (misconfiguration, the
-vendor retries); missing or wrong signature -> 401; not a payload we accept -> 400 with the
-reason; storing fails -> 503; otherwise the event is in the state store and the answer is 200
-(`accepted`, `duplicate` or `ignored` when it needs no work). Logs carry the vendor, event,
-resource id and inbox id; never a secret, a header value or the body.
+reading, so a large body is never buffered); merchants file unreadable -> 503; a Loop URL naming
+a merchant we do not serve -> 404 (nothing stored); no usable secret -> 503 (misconfiguration,
+the vendor retries); missing or wrong signature -> 401; not a payload we accept -> 400 with the
+reason; storing fails -> 503; otherwise the event is in the state store, with its merchant
+(`routing.py`), and the answer is 200 (`accepted`, `duplicate` or `ignored` when it needs no
+work) naming that merchant. Logs carry the vendor, merchant, event, resource id and inbox id;
+never a secret, a header value or the body.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,18 @@ from include.returns_sync.webhooks.payloads import (
     WebhookEvent,
     parse_loop,
     parse_whiplash,
+    whiplash_customer_id,
+)
+from include.returns_sync.webhooks.routing import (
+    DEFAULT_MERCHANT_ID,
+    MerchantLike,
+    MerchantsUnavailable,
+    UnknownMerchant,
+    WhiplashAccount,
+    configured_merchants,
+    merchant_by_id,
+    route_whiplash,
+    whiplash_accounts,
 )
 from include.returns_sync.webhooks.secrets import (
     ConnectionSecrets,
@@ -58,39 +72,74 @@ class Reply:
 
 
 def _default_store() -> InboxStore:
+    """The whole store (every merchant): the endpoint names each event's merchant itself."""
     from include.returns_sync import runtime
 
-    store: InboxStore = runtime.state_store()
+    shared = getattr(runtime, "shared_state_store", None)  # H4's runtime; before it: one store
+    store: InboxStore = shared() if shared is not None else runtime.state_store()
     return store
 
 
 class WebhookReceiver:
-    """Everything an endpoint does once the body is read: verify, validate, store.
+    """Everything an endpoint does once the body is read: verify, validate, route, store.
 
-    :param store: returns the state store (called per request; `runtime.state_store` caches).
+    :param store: returns the (unscoped) state store (called per request; `runtime` caches).
     :param secrets: where the signing secrets come from (default: the Airflow connections).
+    :param merchants: returns the configured merchants in file order (default: the merchants
+        file, `RETURNS_SYNC_MERCHANTS`; without one, the single merchant `default`).
     """
 
     def __init__(
         self,
         store: Callable[[], InboxStore] = _default_store,
         secrets: SecretSource | None = None,
+        merchants: Callable[[], Sequence[MerchantLike]] = configured_merchants,
     ) -> None:
         self._store = store
         self._secrets = secrets if secrets is not None else ConnectionSecrets()
+        self._merchants = merchants
 
-    def receive(self, source: str, body: bytes, signature: str | None) -> Reply:
-        """The answer to one delivery from `source` ("loop" or "whiplash")."""
-        header = SIGNATURE_HEADERS[source]
+    def receive(
+        self, source: str, body: bytes, signature: str | None, merchant_id: str | None = None
+    ) -> Reply:
+        """The answer to one delivery from `source` ("loop" or "whiplash"); `merchant_id` is
+        the merchant a Loop URL names (None: the bare `/webhooks/loop`, merchant `default`)."""
         try:
-            keys = self._secrets.keys(source)
-        except SecretsUnavailable as exc:
-            log.error("Cannot verify %s webhooks: %s", source, exc)
+            merchants = self._merchants()
+        except MerchantsUnavailable as exc:
+            log.error("Cannot route %s webhooks: %s", source, exc)
+            return Reply(503, {"detail": "the merchants file cannot be read; retry later"})
+        if source == LOOP:
+            try:
+                merchant = merchant_by_id(merchant_id or DEFAULT_MERCHANT_ID, merchants)
+            except UnknownMerchant as exc:
+                log.warning("Rejected Loop webhook: %s", exc)
+                return Reply(404, {"detail": str(exc)})
+            candidates = [(merchant.loop_conn_id, (merchant,))]
+        else:
+            candidates = [(a.conn_id, a.merchants) for a in whiplash_accounts(merchants)]
+        header = SIGNATURE_HEADERS[source]
+        keyed: list[tuple[str, SigningKeys]] = []
+        problems: list[str] = []
+        for conn_id, _ in candidates:
+            try:
+                keyed.append((conn_id, self._secrets.keys(source, conn_id=conn_id)))
+            except SecretsUnavailable as exc:
+                problems.append(str(exc))
+        if not keyed:
+            log.error("Cannot verify %s webhooks: %s", source, "; ".join(problems))
             return Reply(503, {"detail": f"{source} webhook verification is not configured"})
+        if problems:  # another account's secret is missing: it cannot sign, the rest still can
+            log.error("Some %s webhook secrets are unavailable: %s", source, "; ".join(problems))
         if not signature:
             log.warning("Rejected %s webhook: no %s header", source, header)
             return Reply(401, {"detail": f"missing {header} header"})
-        if not self._verified(source, body, signature, keys):
+        signers = [
+            conn_id
+            for conn_id, keys in keyed
+            if self._verified(source, body, signature, conn_id, keys)
+        ]
+        if not signers:
             log.warning("Rejected %s webhook: %s does not match the body", source, header)
             return Reply(401, {"detail": f"{header} does not match the request body"})
         try:
@@ -99,25 +148,41 @@ class WebhookReceiver:
             log.warning("Rejected %s webhook: %s", source, exc.reason)
             return Reply(400, {"detail": exc.reason})
         try:
-            accepted = accept(self._store(), event)
+            store = self._store()
+            if source == LOOP:
+                owner, why = candidates[0][1][0].id, "url"
+            else:
+                accounts = [WhiplashAccount(c, m) for c, m in candidates if c in signers]
+                route = route_whiplash(
+                    accounts, event.resource_id, whiplash_customer_id(event), store
+                )
+                owner, why = route.merchant_id, route.reason
+            accepted = accept(store, event, merchant=owner)
         except Exception as exc:  # database down or locked: the vendor retries
             # The type only: a database error's text can carry the statement's parameters.
             log.error("Could not store %s webhook %s: %s", source, event.topic, type(exc).__name__)
             return Reply(503, {"detail": "the event could not be stored; retry later"})
+        if source == WHIPLASH:
+            log.info(
+                "Whiplash %s for %s routed to %s (%s)", event.topic, event.resource_id, owner, why
+            )
         return Reply(
             200,
             {
                 "status": accepted.outcome,
                 "inbox_id": accepted.inbox_id,
+                "merchant": owner,
                 **({"reason": accepted.no_work_reason} if accepted.no_work_reason else {}),
             },
         )
 
-    def _verified(self, source: str, body: bytes, signature: str, keys: SigningKeys) -> bool:
+    def _verified(
+        self, source: str, body: bytes, signature: str, conn_id: str, keys: SigningKeys
+    ) -> bool:
         if _check(source, body, signature, keys):
             return True
         try:  # the secret may just have been rotated: re-read once, then decide
-            fresh = self._secrets.keys(source, refresh=True)
+            fresh = self._secrets.keys(source, conn_id=conn_id, refresh=True)
         except SecretsUnavailable:
             return False
         return fresh != keys and _check(source, body, signature, fresh)
@@ -155,7 +220,9 @@ def create_app(
     handler = receiver if receiver is not None else WebhookReceiver()
     app = FastAPI(title="returns-sync webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
-    async def deliver(source: str, request: Request) -> JSONResponse:
+    async def deliver(
+        source: str, request: Request, merchant_id: str | None = None
+    ) -> JSONResponse:
         try:
             body = await read_body(request, max_body_bytes)
         except BodyTooLarge:
@@ -164,13 +231,20 @@ def create_app(
                 {"detail": f"request body exceeds {max_body_bytes} bytes"}, status_code=413
             )
         signature = request.headers.get(SIGNATURE_HEADERS[source])
-        reply = await run_in_threadpool(handler.receive, source, body, signature)
+        reply = await run_in_threadpool(handler.receive, source, body, signature, merchant_id)
         return JSONResponse(reply.body, status_code=reply.status)
 
     @app.post("/webhooks/loop")
     async def loop_webhook(request: Request) -> JSONResponse:
-        """A Loop `label` webhook (`X-Loop-Signature`: base64 HMAC-SHA256 of the body)."""
+        """A Loop webhook of the merchant `default` (`X-Loop-Signature`: base64 HMAC-SHA256
+        of the body with that merchant's Loop `webhook_secret`)."""
         return await deliver(LOOP, request)
+
+    @app.post("/webhooks/loop/{merchant_id}")
+    async def merchant_loop_webhook(merchant_id: str, request: Request) -> JSONResponse:
+        """A Loop webhook of merchant `merchant_id`, signed with that merchant's secret; an id
+        the merchants file does not configure is a 404 and nothing is stored."""
+        return await deliver(LOOP, request, merchant_id)
 
     @app.post("/webhooks/whiplash")
     async def whiplash_webhook(request: Request) -> JSONResponse:
