@@ -75,8 +75,7 @@ def _default_store() -> InboxStore:
     """The whole store (every merchant): the endpoint names each event's merchant itself."""
     from include.returns_sync import runtime
 
-    shared = getattr(runtime, "shared_state_store", None)  # H4's runtime; before it: one store
-    store: InboxStore = shared() if shared is not None else runtime.state_store()
+    store: InboxStore = runtime.shared_state_store()
     return store
 
 
@@ -115,7 +114,9 @@ class WebhookReceiver:
             except UnknownMerchant as exc:
                 log.warning("Rejected Loop webhook: %s", exc)
                 return Reply(404, {"detail": str(exc)})
-            candidates = [(merchant.loop_conn_id, (merchant,))]
+            candidates: list[tuple[str, tuple[MerchantLike, ...]]] = [
+                (merchant.loop_conn_id, (merchant,))
+            ]
         else:
             candidates = [(a.conn_id, a.merchants) for a in whiplash_accounts(merchants)]
         header = SIGNATURE_HEADERS[source]

@@ -29,7 +29,6 @@ it. It is defined here, once, because both DAG files need it and this module is 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 from airflow.sdk import Asset, AssetAny, AssetWatcher
@@ -67,7 +66,6 @@ LOOP_RETURN_WEBHOOKS = webhook_asset("loop_return")
 WHIPLASH_WEBHOOKS = webhook_asset("whiplash")
 
 
-@lru_cache(maxsize=None)
 def loop_webhooks(merchant_id: str) -> Asset:
     """One merchant's Loop `label` webhooks (they schedule its RMA DAG)."""
     if merchant_id == DEFAULT_MERCHANT_ID:
@@ -80,7 +78,6 @@ def loop_webhooks(merchant_id: str) -> Asset:
     )
 
 
-@lru_cache(maxsize=None)
 def receipt_webhooks(merchant_id: str) -> Asset | AssetAny:
     """One merchant's Loop `return.*` and Whiplash webhooks (they schedule its receipts DAG):
     one asset and one watcher; `default` keeps today's two assets."""
@@ -94,7 +91,6 @@ def receipt_webhooks(merchant_id: str) -> Asset | AssetAny:
     )
 
 
-@lru_cache(maxsize=None)
 def rma_asset(merchant_id: str) -> Asset:
     """The RMAs one merchant's RMA DAG created (it schedules that merchant's receipts DAG)."""
     if merchant_id == DEFAULT_MERCHANT_ID:
@@ -112,32 +108,3 @@ def webhook_only_run(context: Mapping[str, Any]) -> bool:
     events = context.get("triggering_asset_events") or {}
     uris = [str(getattr(asset, "uri", "")) for asset in events]
     return bool(uris) and all(uri.startswith(WEBHOOK_URI_PREFIX) for uri in uris)
-
-
-# ---- Per merchant (issue 13). MINIMAL VERSION by H4 so the per-merchant DAGs parse; H5 owns
-# this module and its version (one shared watcher per vendor) replaces this block at merge. ----
-
-
-def loop_webhooks(merchant_id: str) -> Asset:
-    """The asset of one merchant's Loop `label` webhooks (default: `LOOP_WEBHOOKS`)."""
-    if merchant_id == "default":
-        return LOOP_WEBHOOKS
-    return Asset(f"{WEBHOOK_URI_PREFIX}loop/{merchant_id}", group="returns_sync")
-
-
-def receipt_webhooks(merchant_id: str) -> AssetAny:
-    """The assets that wake one merchant's receipts DAG: its Whiplash events and its Loop
-    `return.*` events."""
-    if merchant_id == "default":
-        return AssetAny(WHIPLASH_WEBHOOKS, LOOP_RETURN_WEBHOOKS)
-    return AssetAny(
-        Asset(f"{WEBHOOK_URI_PREFIX}whiplash/{merchant_id}", group="returns_sync"),
-        Asset(f"{WEBHOOK_URI_PREFIX}loop_return/{merchant_id}", group="returns_sync"),
-    )
-
-
-def rma_asset(merchant_id: str) -> Asset:
-    """The RMAs one merchant's RMA DAG created (it schedules that merchant's receipts DAG)."""
-    if merchant_id == "default":
-        return RMA_ASSET
-    return Asset(f"returns_sync://whiplash/consumer_returns/{merchant_id}", group="returns_sync")

@@ -11,11 +11,14 @@
 `--merchant ID` (several merchants, PRODUCT.md section 3.1) registers one merchant: its Loop
 shop (connection `loop_conn_id` of its entry in the merchants file) subscribes
 `<url>/returns-sync/webhooks/loop/<ID>` (the merchant `default` keeps the bare `/loop`), and its
-Whiplash account (`whiplash_conn_id`) subscribes the one `/whiplash` endpoint for the
-merchant's `whiplash_customer_id`. Whiplash subscriptions are matched by URL, event and
-customer, so running it for each merchant of a shared account adds each customer's subscription
-once (events delivered twice, account-wide and per customer, are one inbox event: same dedup
-key, same merchant). Without `--merchant` it registers `default`.
+Whiplash account (`whiplash_conn_id`, calls made as the merchant: `X-Customer-ID` = its
+`whiplash_customer_id`, also sent as the subscription's `customer_id`) subscribes the one
+`/whiplash` endpoint. Whiplash subscriptions are matched by URL and event as the account shows
+them to that customer: where Whiplash scopes subscriptions per customer each merchant gets its
+own; where it shows one account-wide list the first merchant's serve all (the endpoint routes
+each event by its RMA and customer id). Either way running it for every merchant is safe, and a
+delivery that arrives twice is one inbox event (same dedup key, same merchant). Without
+`--merchant` it registers `default`.
 
 * Loop: one subscription per trigger (Loop subscribes one topic + one trigger + URL), status
   `active`: topic `label`, triggers `label.created` and `label.updated` (RMA creation); topic
@@ -140,16 +143,9 @@ def plan_loop(existing: Iterable[dict[str, Any]], url: str) -> list[Step]:
 
 
 def plan_whiplash(
-    catalog: Iterable[dict[str, Any]],
-    existing: Iterable[dict[str, Any]],
-    url: str,
-    customer_id: int | None = None,
+    catalog: Iterable[dict[str, Any]], existing: Iterable[dict[str, Any]], url: str
 ) -> tuple[list[Step], dict[str, int]]:
-    """What to do on Whiplash, and the catalog ids of the events we need.
-
-    With `customer_id`, a subscription that names another customer is not ours (one that names
-    none is taken as ours: it is account-wide, or the listing does not say).
-    """
+    """What to do on Whiplash, and the catalog ids of the events we need."""
     ids = {str(e.get("name")): e.get("id") for e in catalog}
     missing = [name for name in WHIPLASH_EVENTS if name not in ids]
     if missing:
@@ -162,11 +158,6 @@ def plan_whiplash(
         if s.get("notification_type", WEBHOOK_TYPE) == WEBHOOK_TYPE
         and not s.get("discarded_at")
         and _same_url(s.get("endpoint"), url)
-        and (
-            customer_id is None
-            or s.get("customer_id") is None
-            or _int_or_none(s.get("customer_id")) == customer_id
-        )
     ]
     steps = []
     event_ids: dict[str, int] = {}
@@ -249,7 +240,7 @@ def register_whiplash(
 ) -> list[Step]:
     """Plan, and unless `dry_run` apply, the Whiplash subscriptions for `url`."""
     steps, event_ids = plan_whiplash(
-        hook.notification_events(), hook.list_notification_subscriptions(), url, customer_id
+        hook.notification_events(), hook.list_notification_subscriptions(), url
     )
     if dry_run:
         return steps
@@ -265,14 +256,14 @@ def register_whiplash(
                     version=2,
                     customer_id=customer_id,
                 ),
-                partial(_whiplash_exists, hook, url, step.subscription, customer_id),
+                partial(_whiplash_exists, hook, url, step.subscription),
             )
     return steps
 
 
-def _whiplash_exists(hook: Any, url: str, subscription: str, customer_id: int | None) -> bool:
+def _whiplash_exists(hook: Any, url: str, subscription: str) -> bool:
     fresh, _ = plan_whiplash(
-        hook.notification_events(), hook.list_notification_subscriptions(), url, customer_id
+        hook.notification_events(), hook.list_notification_subscriptions(), url
     )
     return any(s.subscription == subscription and s.action == "exists" for s in fresh)
 
@@ -313,15 +304,11 @@ def register(
 
 @contextmanager
 def _working_for(merchant_id: str) -> Iterator[MerchantLike]:
-    """The merchant `merchant_id`, and (where runtime supports it) the runtime scoped to it."""
+    """The merchant `merchant_id`, with the runtime (hooks, store) scoped to it."""
     merchant = merchant_by_id(merchant_id, configured_merchants())
     from include.returns_sync import runtime
 
-    use_merchant = getattr(runtime, "use_merchant", None)
-    if use_merchant is None:  # LOCAL SHIM (H5) until runtime.use_merchant (H4) is merged
-        yield merchant
-        return
-    with use_merchant(merchant_id):
+    with runtime.use_merchant(merchant_id):
         yield merchant
 
 

@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-DEFAULT_MERCHANT_ID = "default"
+from include.returns_sync.merchants import DEFAULT_MERCHANT_ID
+
+__all__ = ["DEFAULT_MERCHANT_ID", "configured_merchants", "merchant_by_id", "route_whiplash"]
 
 
 class MerchantLike(Protocol):
@@ -56,32 +58,21 @@ class RmaOwners(Protocol):
     def merchant_of_whiplash_return(self, whiplash_return_id: int) -> str | None: ...
 
 
-@dataclass(frozen=True)
-class _ShimMerchant:
-    """LOCAL SHIM (H5) for `merchants.Merchant`, used only while `include/returns_sync/
-    merchants.py` (H4) is absent: the single `default` merchant on today's connections."""
-
-    id: str = DEFAULT_MERCHANT_ID
-    loop_conn_id: str = "loop_default"
-    whiplash_conn_id: str = "whiplash_default"
-    whiplash_customer_id: int | None = None
-    order: int = 0
-
-
 def configured_merchants() -> list[MerchantLike]:
     """The deployment's merchants in file order; MerchantsUnavailable for an unusable file."""
-    try:
-        from include.returns_sync import merchants
-    except ImportError:  # LOCAL SHIM until merchants.py (H4) is merged: one default merchant
-        return [_ShimMerchant()]
+    from include.returns_sync import merchants
+
     try:
         return list(merchants.configured_merchants())
-    except ValueError as exc:  # MerchantsFileError: the message names the file and the problem
+    except merchants.MerchantsFileError as exc:  # the message names the file and the problem
         raise MerchantsUnavailable(str(exc)) from None
 
 
 def merchant_by_id(merchant_id: str, merchants: Sequence[MerchantLike]) -> MerchantLike:
-    """The configured merchant `merchant_id`, or UnknownMerchant with a message for the 404."""
+    """The configured merchant `merchant_id`, or UnknownMerchant with a message for the 404.
+
+    The message never lists the configured merchants: the caller is not authenticated yet.
+    """
     for merchant in merchants:
         if merchant.id == merchant_id:
             return merchant

@@ -35,12 +35,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from include.returns_sync.merchants import DEFAULT_MERCHANT_ID
 from include.returns_sync.webhooks.inbox import InboxSignal
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("loop", "loop_return", "whiplash")
-DEFAULT_MERCHANT_ID = "default"
 
 #: Reads the signals of every merchant with events waiting in any of the given sources.
 SignalReader = Callable[[Sequence[str]], Mapping[str, InboxSignal]]
@@ -72,9 +72,7 @@ def read_signals(sources: Sequence[str]) -> Mapping[str, InboxSignal]:
     from include.returns_sync import runtime
     from include.returns_sync.webhooks import inbox
 
-    shared = getattr(runtime, "shared_state_store", None)  # H4's runtime; before it: one store
-    store = shared() if shared is not None else runtime.state_store()
-    return inbox.read_signals(store, sources)
+    return inbox.read_signals(runtime.shared_state_store(), sources)
 
 
 @dataclass(eq=False)
