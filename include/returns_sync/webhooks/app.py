@@ -71,6 +71,22 @@ class Reply:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+class _Refused(Exception):
+    """A delivery answered before it is stored (404, 401, 400, 503 with a `detail`)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.reply = Reply(status, {"detail": detail})
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A connection whose secret may sign a delivery, and the merchants it stands for."""
+
+    conn_id: str
+    merchants: tuple[MerchantLike, ...]
+
+
 def _default_store() -> InboxStore:
     """The whole store (every merchant): the endpoint names each event's merchant itself."""
     from include.returns_sync import runtime
@@ -104,69 +120,88 @@ class WebhookReceiver:
         """The answer to one delivery from `source` ("loop" or "whiplash"); `merchant_id` is
         the merchant a Loop URL names (None: the bare `/webhooks/loop`, merchant `default`)."""
         try:
+            signers = self._signers(source, body, signature, self._candidates(source, merchant_id))
+            try:
+                event = _PARSERS[source](body)
+            except PayloadError as exc:
+                log.warning("Rejected %s webhook: %s", source, exc.reason)
+                raise _Refused(400, exc.reason) from None
+            return self._store_event(event, signers)
+        except _Refused as refused:
+            return refused.reply
+
+    def _candidates(self, source: str, merchant_id: str | None) -> list[Signer]:
+        """Who may have signed: the merchant the Loop URL names, or every Whiplash account."""
+        try:
             merchants = self._merchants()
         except MerchantsUnavailable as exc:
             log.error("Cannot route %s webhooks: %s", source, exc)
-            return Reply(503, {"detail": "the merchants file cannot be read; retry later"})
-        if source == LOOP:
-            try:
-                merchant = merchant_by_id(merchant_id or DEFAULT_MERCHANT_ID, merchants)
-            except UnknownMerchant as exc:
-                log.warning("Rejected Loop webhook: %s", exc)
-                return Reply(404, {"detail": str(exc)})
-            candidates: list[tuple[str, tuple[MerchantLike, ...]]] = [
-                (merchant.loop_conn_id, (merchant,))
-            ]
-        else:
-            candidates = [(a.conn_id, a.merchants) for a in whiplash_accounts(merchants)]
+            raise _Refused(503, "the merchants file cannot be read; retry later") from None
+        if source == WHIPLASH:
+            return [Signer(a.conn_id, a.merchants) for a in whiplash_accounts(merchants)]
+        try:
+            merchant = merchant_by_id(merchant_id or DEFAULT_MERCHANT_ID, merchants)
+        except UnknownMerchant as exc:
+            log.warning("Rejected Loop webhook: %s", exc)
+            raise _Refused(404, str(exc)) from None
+        return [Signer(merchant.loop_conn_id, (merchant,))]
+
+    def _signers(
+        self, source: str, body: bytes, signature: str | None, candidates: list[Signer]
+    ) -> list[Signer]:
+        """The candidates whose secret made `signature` (none: 401; no secret at all: 503)."""
         header = SIGNATURE_HEADERS[source]
-        keyed: list[tuple[str, SigningKeys]] = []
+        keyed: list[tuple[Signer, SigningKeys]] = []
         problems: list[str] = []
-        for conn_id, _ in candidates:
+        for candidate in candidates:
             try:
-                keyed.append((conn_id, self._secrets.keys(source, conn_id=conn_id)))
+                keyed.append((candidate, self._secrets.keys(source, conn_id=candidate.conn_id)))
             except SecretsUnavailable as exc:
                 problems.append(str(exc))
         if not keyed:
             log.error("Cannot verify %s webhooks: %s", source, "; ".join(problems))
-            return Reply(503, {"detail": f"{source} webhook verification is not configured"})
+            raise _Refused(503, f"{source} webhook verification is not configured")
         if problems:  # another account's secret is missing: it cannot sign, the rest still can
             log.error("Some %s webhook secrets are unavailable: %s", source, "; ".join(problems))
         if not signature:
             log.warning("Rejected %s webhook: no %s header", source, header)
-            return Reply(401, {"detail": f"missing {header} header"})
+            raise _Refused(401, f"missing {header} header")
         signers = [
-            conn_id
-            for conn_id, keys in keyed
-            if self._verified(source, body, signature, conn_id, keys)
+            candidate
+            for candidate, keys in keyed
+            if self._verified(source, body, signature, candidate.conn_id, keys)
         ]
         if not signers:
             log.warning("Rejected %s webhook: %s does not match the body", source, header)
-            return Reply(401, {"detail": f"{header} does not match the request body"})
-        try:
-            event = _PARSERS[source](body)
-        except PayloadError as exc:
-            log.warning("Rejected %s webhook: %s", source, exc.reason)
-            return Reply(400, {"detail": exc.reason})
+            raise _Refused(401, f"{header} does not match the request body")
+        return signers
+
+    def _store_event(self, event: WebhookEvent, signers: list[Signer]) -> Reply:
+        """Store `event` as its merchant's (the Loop URL's, or Whiplash's routing)."""
         try:
             store = self._store()
-            if source == LOOP:
-                owner, why = candidates[0][1][0].id, "url"
-            else:
-                accounts = [WhiplashAccount(c, m) for c, m in candidates if c in signers]
+            if event.source == WHIPLASH:
+                accounts = [WhiplashAccount(s.conn_id, s.merchants) for s in signers]
                 route = route_whiplash(
                     accounts, event.resource_id, whiplash_customer_id(event), store
                 )
-                owner, why = route.merchant_id, route.reason
+                owner = route.merchant_id
+                log.info(
+                    "Whiplash %s for %s routed to %s (%s)",
+                    event.topic,
+                    event.resource_id,
+                    owner,
+                    route.reason,
+                )
+            else:
+                owner = signers[0].merchants[0].id
             accepted = accept(store, event, merchant=owner)
         except Exception as exc:  # database down or locked: the vendor retries
             # The type only: a database error's text can carry the statement's parameters.
-            log.error("Could not store %s webhook %s: %s", source, event.topic, type(exc).__name__)
-            return Reply(503, {"detail": "the event could not be stored; retry later"})
-        if source == WHIPLASH:
-            log.info(
-                "Whiplash %s for %s routed to %s (%s)", event.topic, event.resource_id, owner, why
+            log.error(
+                "Could not store %s webhook %s: %s", event.source, event.topic, type(exc).__name__
             )
+            return Reply(503, {"detail": "the event could not be stored; retry later"})
         return Reply(
             200,
             {
