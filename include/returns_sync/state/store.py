@@ -28,6 +28,7 @@ from include.returns_sync.state.actions import ActionsMixin
 from include.returns_sync.state.engine import build_engine
 from include.returns_sync.state.inbox import InboxMixin
 from include.returns_sync.state.oauth_slots import OAuthSlotsMixin
+from include.returns_sync.state.records import DEFAULT_MERCHANT
 from include.returns_sync.state.sync_records import SyncRecordsMixin
 from include.returns_sync.state.url import URL, describe, parse_connection
 from include.returns_sync.state.watermarks import WatermarksMixin
@@ -81,4 +82,5 @@ class StateStore(SyncRecordsMixin, ActionsMixin, WatermarksMixin, InboxMixin, OA
         self._engine.dispose()
 
     def __repr__(self) -> str:
-        return f"StateStore({self.url})"
+        scope = "" if self._merchant == DEFAULT_MERCHANT else f", merchant={self._merchant}"
+        return f"StateStore({self.url}{scope})"
