@@ -116,5 +116,5 @@ def build(merchant: Merchant) -> None:
     loop_asn_backfill()
 
 
-for _merchant in dag_merchants():
+for _merchant in dag_merchants(BASE_DAG_ID):
     build(_merchant)

@@ -117,5 +117,5 @@ def build(merchant: Merchant) -> None:
     loop_returns_to_whiplash()
 
 
-for _merchant in dag_merchants():
+for _merchant in dag_merchants(BASE_DAG_ID):
     build(_merchant)

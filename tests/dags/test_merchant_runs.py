@@ -28,7 +28,12 @@ needs_scoped_store = pytest.mark.skipif(
     reason="StateStore.for_merchant (H1, branch h/state) is not merged yet",
 )
 
-ACME = {"id": "acme", "whiplash_conn_id": "whiplash_acme", "warehouse_id": 7}
+ACME = {
+    "id": "acme",
+    "whiplash_conn_id": "whiplash_acme",
+    "whiplash_customer_id": 4711,
+    "warehouse_id": 7,
+}
 
 
 @pytest.fixture
@@ -61,9 +66,11 @@ def test_the_current_merchant_picks_connections_customer_criteria_and_warehouse(
         assert runtime.rma_settings().warehouse_id == 3
         assert runtime.criteria_path() == str(tmp_path / "acme.yaml")
     assert runtime.whiplash_hook().customer_id == 11
-    with pytest.raises(KeyError, match="'globex' is not configured"):
-        with runtime.use_merchant("globex"):
-            pass
+    with (
+        pytest.raises(KeyError, match="'globex' is not configured"),
+        runtime.use_merchant("globex"),
+    ):
+        pass
 
 
 def test_an_alert_names_the_merchant_of_the_failed_run(caplog: pytest.LogCaptureFixture) -> None:
@@ -88,6 +95,7 @@ def test_a_merchants_rma_run_uses_its_connections_and_records_under_its_name(
     assert set(rmas_by_loop_id(pipeline.sandbox)) == set(truth.rma_ids())
     assert result.summary["counts"]["created"] == len(truth.rma_ids())
     assert {cr["warehouse_id"] for cr in pipeline.sandbox.whiplash.consumer_returns()} == {7}
+    assert pipeline.sandbox.whiplash.last_customer_id == "4711"  # X-Customer-ID was sent
 
     store = runtime.shared_state_store()
     acme, default = store.for_merchant("acme"), store.for_merchant("default")
@@ -116,3 +124,46 @@ def test_a_merchant_with_invalid_criteria_fails_alone_with_an_alert_naming_it(
         for alert in alerts
     ), alerts
     assert not any("merchant=default" in alert for alert in alerts), alerts
+
+
+@needs_scoped_store
+def test_a_run_of_a_merchant_removed_from_the_file_fails_at_once_naming_it(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support.dag_harness import load_dag
+
+    path = wire_merchants(tmp_path, monkeypatch, [ACME])
+    dag = load_dag("loop_returns_to_whiplash__acme")  # parsed while acme was listed
+    path.write_text("merchants:\n  - id: globex\n")  # then removed
+    with failure_alerts() as alerts:
+        run = dag.test(logical_date=datetime.now(UTC))
+    assert str(run.state) == "failed"
+    plan = next(ti for ti in run.get_task_instances() if ti.task_id == "plan")
+    assert plan.try_number == 1  # a configuration problem: no retries
+    assert any("merchant=acme" in a and "'acme' is not configured" in a for a in alerts), alerts
+
+
+@needs_scoped_store
+def test_a_peers_rma_that_a_shared_account_lists_is_neither_reported_nor_decided(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The single-shop sandbox ignores `X-Customer-ID`: acme's receipts poll lists default's
+    RMAs too, as a Whiplash read that is not scoped by customer would."""
+    entries = [
+        {"id": "default", "whiplash_customer_id": 1},
+        {"id": "acme", "whiplash_customer_id": 2},
+    ]
+    wire_merchants(tmp_path, monkeypatch, entries)
+    pipeline.sandbox.seed_day(n=12)
+    assert pipeline.run("loop_returns_to_whiplash").state == "success"
+    assert pipeline.sandbox.receive_packages({"exact": 1.0})
+
+    acme = pipeline.run("whiplash_receipts_to_loop__acme")
+    assert acme.state == "success"
+    assert acme.summary["candidates"] == 0, acme.summary
+    assert not any(acme.summary["reason_codes"].values()), acme.summary
+    default = pipeline.run("whiplash_receipts_to_loop")
+    assert default.state == "success"
+    assert default.summary["verdicts"].get("process", 0) > 0, default.summary

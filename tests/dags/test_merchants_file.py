@@ -16,6 +16,7 @@ from include.returns_sync.merchants import (
     Merchant,
     MerchantsFileError,
     UnknownMerchantError,
+    account_owner,
     configured_merchants,
     get_merchant,
     load_merchants,
@@ -98,7 +99,8 @@ BAD_ENTRIES = [
     ("{id: acme, rma_every_minutes: 7}", "rma_every_minutes", "divide an hour"),
     ("{id: acme, receipts_every_minutes: 90}", "receipts_every_minutes", "divide an hour"),
     ("{id: acme, backfill_at: '25:00'}", "backfill_at", "HH:MM"),
-    ("{id: acme, backfill_at: 2}", "backfill_at", "string"),
+    ("{id: acme, backfill_at: 3:30}", "backfill_at", 'quoted UTC time of day, e.g. "03:30"'),
+    ("{id: acme, backfill_at: [3]}", "backfill_at", "string"),
     ("just-a-string", None, "must be a mapping"),
 ]
 
@@ -182,7 +184,7 @@ UNUSABLE_FILES = [
 
 @pytest.mark.parametrize(("text", "words"), UNUSABLE_FILES, ids=[w for _, w in UNUSABLE_FILES])
 def test_a_file_that_cannot_be_used_is_one_clear_error(text: str, words: str) -> None:
-    with pytest.raises(MerchantsFileError, match="merchants.yaml") as raised:
+    with pytest.raises(MerchantsFileError, match=r"merchants\.yaml") as raised:
         parse_merchants(text, Path("/etc/merchants.yaml"))
     assert words in str(raised.value)
 
@@ -214,7 +216,7 @@ def test_an_unknown_or_ignored_merchant_is_a_key_error_that_says_why(
     monkeypatch.setenv("RETURNS_SYNC_MERCHANTS", str(path))
     with pytest.raises(UnknownMerchantError, match="'initech' is not configured"):
         get_merchant("initech")
-    with pytest.raises(KeyError, match="'globex': its entry .* is ignored: entry 2"):
+    with pytest.raises(KeyError, match=r"'globex': its entry .* is ignored: entry 2"):
         get_merchant("globex")
 
 
@@ -229,3 +231,22 @@ def test_an_unknown_or_ignored_merchant_is_a_key_error_that_says_why(
 )
 def test_the_merchant_of_a_dag_id(dag_id: str, merchant: str) -> None:
     assert merchant_for_dag_id(dag_id) == merchant
+
+
+def test_an_accounts_unclaimed_returns_belong_to_its_customer_else_its_first_merchant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "merchants.yaml"
+    path.write_text(
+        "merchants:\n"
+        "  - {id: solo, whiplash_conn_id: whiplash_solo}\n"
+        "  - {id: acme, whiplash_customer_id: 4711}\n"
+        "  - {id: globex, whiplash_customer_id: 4712}\n"
+    )
+    monkeypatch.setenv("RETURNS_SYNC_MERCHANTS", str(path))
+    owner = account_owner
+    assert owner("whiplash_default", 4712).id == "globex"
+    assert owner("whiplash_default", 9999).id == "acme"  # the first listed for the account
+    assert owner("whiplash_default").id == "acme"
+    assert owner("whiplash_solo", 4712).id == "solo"
+    assert owner("whiplash_other") is None

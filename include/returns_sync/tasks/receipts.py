@@ -30,6 +30,7 @@ def plan_window(data_interval_end: datetime) -> dict[str, str]:
     return runtime.planned_window(RECEIPT_WATERMARK, data_interval_end)
 
 
+@fails_fast
 def plan(
     params: Mapping[str, Any], data_interval_end: datetime | None, *, webhook_only: bool
 ) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def reconcile_and_act(
     """
     from include.returns_sync.domain.actions import ActionSettings
     from include.returns_sync.domain.receipts import ReceiptScope, ReceiptSettings, run_receipts
-    from include.returns_sync.merchants import MERCHANTS_ENV_VAR
+    from include.returns_sync.merchants import MERCHANTS_ENV_VAR, account_peers
     from include.returns_sync.reconcile.criteria import (
         CRITERIA_ENV_VAR,
         CriteriaError,
@@ -163,7 +164,7 @@ def reconcile_and_act(
         whiplash=runtime.whiplash_hook(),
         loop=runtime.loop_hook(),
         store=store,
-        settings=ReceiptSettings(criteria, actions),
+        settings=ReceiptSettings(criteria, actions, account_peers(merchant)),
     )
     summary = report.summary()
     folder = write_report(dag_id, run_id, summary, report.tables())
