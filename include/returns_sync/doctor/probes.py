@@ -72,22 +72,13 @@ class TokenGrant:
 class DoctorWhiplashHook(WhiplashHook):
     """`WhiplashHook` that only reads, and records each token grant's scope.
 
-    :param merchant_customer_id: the merchant's `whiplash_customer_id`, sent as `X-Customer-ID`
-        on every call so each check sees what that merchant's runs see.
+    Built with the merchant's `customer_id` (sent as `X-Customer-ID`), so each check sees what
+    that merchant's runs see.
     """
 
-    def __init__(self, *args: Any, merchant_customer_id: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.grants: list[TokenGrant] = []
-        self.merchant_customer_id = merchant_customer_id
-
-    def _scope_headers(self) -> dict[str, str]:
-        # The merchants' hook (clients/, H2) sends its own `customer_id` the same way; this
-        # keeps the doctor independent of which hook version is installed.
-        headers: dict[str, str] = super()._scope_headers()
-        if self.merchant_customer_id is not None:
-            headers["X-Customer-ID"] = str(self.merchant_customer_id)
-        return headers
 
     def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> Answer:
         _require_read(self.vendor, operation, method, path)

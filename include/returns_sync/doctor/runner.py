@@ -148,7 +148,7 @@ def run_checks(options: Options) -> list[CheckResult]:
             options.whiplash_conn_id,
             token_store=token_store,
             retry_policy=policy,
-            merchant_customer_id=options.whiplash_customer_id,
+            customer_id=options.whiplash_customer_id,
         )
         rows += _guarded(
             "whiplash.grant",
