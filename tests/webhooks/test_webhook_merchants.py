@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -64,7 +65,10 @@ def merchants_server(store: StateStore) -> Iterator[WebhookServer]:
         for conn, secret in SECRETS.items()
     }
     receiver = WebhookReceiver(
-        store=lambda: store, secrets=StaticSecrets(keys), merchants=lambda: MERCHANTS
+        store=lambda: store,
+        secrets=StaticSecrets(keys),
+        merchants=lambda: MERCHANTS,
+        ignored=lambda: {"typo"},  # an entry of the file left out as invalid
     )
     with serving(create_app(receiver), store) as server:
         yield server
@@ -120,6 +124,14 @@ def test_an_unknown_merchant_is_a_404_that_stores_nothing(
     reply = post_loop(merchants_server, "loop/gone", label_payload("1003"), SECRETS["loop_acme"])
     assert reply.status_code == 404
     assert reply.json()["detail"] == ("unknown merchant 'gone': no such id in the merchants file")
+    assert inbox_rows(merchants_server.store) == []
+
+
+def test_a_merchant_whose_entry_is_invalid_is_a_503_so_the_vendor_retries(
+    merchants_server: WebhookServer,
+) -> None:
+    reply = post_loop(merchants_server, "loop/typo", label_payload("1007"), SECRETS["loop_acme"])
+    assert reply.status_code == 503
     assert inbox_rows(merchants_server.store) == []
 
 
@@ -222,3 +234,22 @@ def test_a_whiplash_event_signed_by_no_configured_account_is_refused(
     reply = post_whiplash(merchants_server, consumer_return_payload(), "somebody-elses-secret")
     assert reply.status_code == 401
     assert inbox_rows(merchants_server.store) == []
+
+
+def test_the_merchants_file_feeds_the_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from include.returns_sync.webhooks.routing import configured_merchants, ignored_merchant_ids
+
+    path = tmp_path / "merchants.yaml"
+    path.write_text(
+        "merchants:\n"
+        "  - id: acme\n    whiplash_customer_id: 4711\n"
+        "  - id: typo\n    whiplash_customer_id: 4712\n    warehouse: 3\n"
+    )
+    monkeypatch.setenv("RETURNS_SYNC_MERCHANTS", str(path))
+    assert [(m.id, m.loop_conn_id) for m in configured_merchants()] == [("acme", "loop_acme")]
+    assert ignored_merchant_ids() == {"typo"}
+    path.write_text("merchants: [\n")
+    with pytest.raises(MerchantsUnavailable, match="not valid YAML"):
+        configured_merchants()

@@ -4,8 +4,9 @@ The plugin mounts it at `/returns-sync` in the Airflow API server, which applies
 authentication to plugin apps: every request is authenticated here, by its signature.
 
 Per request, in this order: body over 1 MiB -> 413 (checked on Content-Length, then while
-reading, so a large body is never buffered); merchants file unreadable -> 503; a Loop URL naming
-a merchant we do not serve -> 404 (nothing stored); no usable secret -> 503 (misconfiguration,
+reading, so a large body is never buffered); merchants file unreadable, or a Loop URL naming a
+merchant whose entry in it is invalid -> 503 (the vendor retries until it is fixed); a Loop URL
+naming a merchant we do not serve -> 404 (nothing stored); no usable secret -> 503 (misconfiguration,
 the vendor retries); missing or wrong signature -> 401; not a payload we accept -> 400 with the
 reason; storing fails -> 503; otherwise the event is in the state store, with its merchant
 (`routing.py`), and the answer is 200 (`accepted`, `duplicate` or `ignored` when it needs no
@@ -16,7 +17,7 @@ never a secret, a header value or the body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from include.returns_sync.webhooks.routing import (
     UnknownMerchant,
     WhiplashAccount,
     configured_merchants,
+    ignored_merchant_ids,
     merchant_by_id,
     route_whiplash,
     whiplash_accounts,
@@ -109,10 +111,12 @@ class WebhookReceiver:
         store: Callable[[], InboxStore] = _default_store,
         secrets: SecretSource | None = None,
         merchants: Callable[[], Sequence[MerchantLike]] = configured_merchants,
+        ignored: Callable[[], Collection[str]] = ignored_merchant_ids,
     ) -> None:
         self._store = store
         self._secrets = secrets if secrets is not None else ConnectionSecrets()
         self._merchants = merchants
+        self._ignored = ignored
 
     def receive(
         self, source: str, body: bytes, signature: str | None, merchant_id: str | None = None
@@ -139,9 +143,15 @@ class WebhookReceiver:
             raise _Refused(503, "the merchants file cannot be read; retry later") from None
         if source == WHIPLASH:
             return [Signer(a.conn_id, a.merchants) for a in whiplash_accounts(merchants)]
+        wanted = merchant_id or DEFAULT_MERCHANT_ID
         try:
-            merchant = merchant_by_id(merchant_id or DEFAULT_MERCHANT_ID, merchants)
+            merchant = merchant_by_id(wanted, merchants)
         except UnknownMerchant as exc:
+            if wanted in self._ignored():  # a bad entry: keep the vendor retrying until fixed
+                log.error(
+                    "Loop webhook for merchant %r: its merchants-file entry is invalid", wanted
+                )
+                raise _Refused(503, "this merchant is not available; retry later") from None
             log.warning("Rejected Loop webhook: %s", exc)
             raise _Refused(404, str(exc)) from None
         return [Signer(merchant.loop_conn_id, (merchant,))]

@@ -68,6 +68,21 @@ def configured_merchants() -> list[MerchantLike]:
         raise MerchantsUnavailable(str(exc)) from None
 
 
+def ignored_merchant_ids() -> frozenset[str]:
+    """Ids of merchants-file entries left out because they are invalid (a typo in one entry).
+
+    Their Loop webhooks are answered 503, not 404: the vendor retries, and once the entry is
+    fixed nothing was lost (a 404 could make the vendor drop the delivery or the subscription).
+    """
+    from include.returns_sync import merchants
+
+    try:
+        problems = merchants.load_merchants().problems
+    except merchants.MerchantsFileError:
+        return frozenset()
+    return frozenset(p.merchant_id for p in problems if p.merchant_id)
+
+
 def merchant_by_id(merchant_id: str, merchants: Sequence[MerchantLike]) -> MerchantLike:
     """The configured merchant `merchant_id`, or UnknownMerchant with a message for the 404.
 
