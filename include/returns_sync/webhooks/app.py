@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from include.returns_sync.merchants import DEFAULT_MERCHANT_ID
 from include.returns_sync.webhooks.inbox import InboxStore, accept
 from include.returns_sync.webhooks.payloads import (
     LOOP,
@@ -36,7 +37,6 @@ from include.returns_sync.webhooks.payloads import (
     whiplash_customer_id,
 )
 from include.returns_sync.webhooks.routing import (
-    DEFAULT_MERCHANT_ID,
     MerchantLike,
     MerchantsUnavailable,
     UnknownMerchant,

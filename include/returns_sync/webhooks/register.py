@@ -51,9 +51,9 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from include.returns_sync.merchants import DEFAULT_MERCHANT_ID
 from include.returns_sync.webhooks.payloads import LOOP, LOOP_TRIGGERS, WHIPLASH
 from include.returns_sync.webhooks.routing import (
-    DEFAULT_MERCHANT_ID,
     MerchantLike,
     MerchantsUnavailable,
     UnknownMerchant,

@@ -26,8 +26,6 @@ from typing import Protocol
 
 from include.returns_sync.merchants import DEFAULT_MERCHANT_ID
 
-__all__ = ["DEFAULT_MERCHANT_ID", "configured_merchants", "merchant_by_id", "route_whiplash"]
-
 
 class MerchantLike(Protocol):
     """The fields of `merchants.Merchant` routing reads."""
