@@ -97,7 +97,7 @@ def options_for_merchant(
 def run_checks(options: Options) -> list[CheckResult]:
     """Every row of the report, secrets redacted. Never raises for a vendor's behaviour."""
     from include.returns_sync import runtime
-    from include.returns_sync.clients.base import api_pool_slots
+    from include.returns_sync.deploy.pools import deployment_slots
 
     secrets: list[str] = []
     loop_conn, loop_resolved = airflow_checks.vendor_connection(
@@ -121,7 +121,7 @@ def run_checks(options: Options) -> list[CheckResult]:
         whiplash_conn,
         airflow_checks.state_connection(),
         state.result,
-        *airflow_checks.pool_rows(api_pool_slots()),
+        *airflow_checks.pool_rows(deployment_slots()),
     ]
 
     rows: list[CheckResult] = []
