@@ -16,7 +16,8 @@ script) stops anything that slipped through from running. Only GET routes exist 
 and nothing here reads a connection's secret: the data are the state store's records.
 
 Authentication and per-merchant authorization: `auth.py` (Airflow's `get_user` and auth
-manager). The data come from `views/queries.py` through `ViewData`; tests pass a stand-in.
+manager). Every page needs a logged-in user (none: 401 before any data is read); only `/static`
+(our CSS, `trend.js`, Chart.js) is served without a session, as it holds no data. The data come from `views/queries.py` through `ViewData`; tests pass a stand-in.
 """
 
 from __future__ import annotations
