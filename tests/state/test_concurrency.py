@@ -186,3 +186,30 @@ def test_processes_claiming_the_inbox_never_share_an_event(store: StateStore, db
     batches = run_processes(3, _drain_inbox_in_process, db_url)
     taken = [event_id for batch in batches for event_id in batch]
     assert sorted(taken) == sorted(expected)
+
+
+def test_threads_of_two_merchants_racing_on_one_loop_return_give_one_winner_each(
+    store: StateStore,
+) -> None:
+    """Same Loop return id in two merchants: one claim and one action intent per merchant."""
+    barrier = threading.Barrier(6, timeout=10)
+    claims: Counter[tuple[str, int]] = Counter()
+    intents: Counter[tuple[str, int]] = Counter()
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        scoped = store.for_merchant("acme" if n % 2 else "zeta")
+        for round_ in range(ROUNDS):
+            barrier.wait()
+            claim = scoped.claim_for_creation(
+                f"shared-{round_}", token=f"t{n}", source="poll", stale_after=STALE
+            )
+            intent = scoped.begin_action(f"shared-{round_}", "flag")
+            with lock:
+                claims[scoped.merchant, round_] += claim.won
+                intents[scoped.merchant, round_] += intent.created
+
+    run_threads(6, worker)
+    expected = {(merchant, r): 1 for merchant in ("acme", "zeta") for r in range(ROUNDS)}
+    assert claims == expected
+    assert intents == expected

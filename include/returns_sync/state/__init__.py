@@ -10,11 +10,13 @@ from include.returns_sync.state.errors import (
     WhiplashIdConflictError,
 )
 from include.returns_sync.state.records import (
+    DEFAULT_MERCHANT,
     ActionClaim,
     ClaimOutcome,
     ClaimResult,
     Decision,
     InboxEvent,
+    InboxSignal,
     InboxSource,
     InboxStatus,
     LoopAction,
@@ -29,6 +31,7 @@ from include.returns_sync.vocabulary import ActionKind, ActionStatus, SyncStatus
 __all__ = [
     "CONN_ID",
     "DEFAULT_CLAIM_STALE_AFTER",
+    "DEFAULT_MERCHANT",
     "ActionClaim",
     "ActionKind",
     "ActionStateError",
@@ -39,6 +42,7 @@ __all__ = [
     "Decision",
     "DuplicateRmaError",
     "InboxEvent",
+    "InboxSignal",
     "InboxSource",
     "InboxStatus",
     "LoopAction",

@@ -1,7 +1,8 @@
 """Receipt decisions and Loop actions: "one decision per consumer return, never act twice".
 
-A decision is written once per Whiplash consumer return (the primary key enforces it). Before
-calling Loop, the caller writes the action's `intent` (UNIQUE(loop_return_id, action)); only
+A decision is written once per Whiplash consumer return and merchant (the primary key enforces
+it); every read and write is the store's merchant's. Before
+calling Loop, the caller writes the action's `intent` (UNIQUE(merchant, loop_return_id, action)); only
 the caller whose INSERT created the row may call Loop. An existing row is handed back with its
 status so the caller can tell "already sent" from "a previous attempt may have reached Loop".
 """
@@ -12,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, select, update
+from sqlalchemy import RowMapping, Select, Table, func, select, update
 
 from include.returns_sync.state._base import (
     StoreBase,
@@ -41,6 +42,7 @@ def _decision(row: RowMapping) -> Decision:
         detail=json.loads(row["detail"]) if row["detail"] is not None else None,
         run_id=row["run_id"],
         decided_at=row["decided_at"],
+        merchant=row["merchant"],
     )
 
 
@@ -56,6 +58,7 @@ def _action(row: RowMapping) -> LoopAction:
         attempts=row["attempts"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        merchant=row["merchant"],
     )
 
 
@@ -81,7 +84,9 @@ class ActionsMixin(StoreBase):
         found: dict[int, Decision] = {}
         with self._read() as conn:
             for part in chunks(ids):
-                query = select(decisions).where(decisions.c.whiplash_return_id.in_(part))
+                query = select(decisions).where(
+                    self._scope(decisions), decisions.c.whiplash_return_id.in_(part)
+                )
                 for row in conn.execute(query).mappings():
                     found[row["whiplash_return_id"]] = _decision(row)
         return found
@@ -110,13 +115,15 @@ class ActionsMixin(StoreBase):
         if loop_return_id is not None:
             require_text(loop_return_id, "loop_return_id")
         values = {
+            "merchant": self._merchant,
             "whiplash_return_id": wid,
             "loop_return_id": loop_return_id,
             "verdict": chosen.value,
             "reason_codes": json.dumps(codes),
             "note": note,
             "detail": _json_detail(detail),
-            "run_id": run_id,
+            "run_id": run_id or self.run_id,
+            "dag_id": self.run_dag_id,
             "decided_at": self._now(),
         }
         with self._write() as conn:
@@ -124,13 +131,19 @@ class ActionsMixin(StoreBase):
                 conn,
                 self._insert(decisions)
                 .values(**values)
-                .on_conflict_do_nothing(index_elements=[decisions.c.whiplash_return_id])
+                .on_conflict_do_nothing(
+                    index_elements=[decisions.c.merchant, decisions.c.whiplash_return_id]
+                )
                 .returning(*decisions.c),
             )
             if row is not None:
                 return _decision(row), True
             existing = (
-                conn.execute(select(decisions).where(decisions.c.whiplash_return_id == wid))
+                conn.execute(
+                    select(decisions).where(
+                        self._scope(decisions), decisions.c.whiplash_return_id == wid
+                    )
+                )
                 .mappings()
                 .one()
             )
@@ -150,6 +163,7 @@ class ActionsMixin(StoreBase):
         finished = (
             select(actions.c.id)
             .where(
+                actions.c.merchant == decisions.c.merchant,
                 actions.c.loop_return_id == decisions.c.loop_return_id,
                 (
                     (actions.c.status == ActionStatus.FAILED.value)
@@ -165,6 +179,7 @@ class ActionsMixin(StoreBase):
         query = (
             select(decisions)
             .where(
+                self._scope(decisions),
                 decisions.c.verdict.in_([Verdict.PROCESS.value, Verdict.FLAG.value]),
                 decisions.c.loop_return_id.is_not(None),
                 ~finished,
@@ -189,6 +204,7 @@ class ActionsMixin(StoreBase):
         acted = (
             select(done.c.id)
             .where(
+                done.c.merchant == planned.c.merchant,
                 done.c.loop_return_id == planned.c.loop_return_id,
                 done.c.action.in_([ActionKind.PROCESS.value, ActionKind.NOTE.value]),
                 done.c.status == ActionStatus.SENT.value,
@@ -198,6 +214,7 @@ class ActionsMixin(StoreBase):
         query = (
             select(planned.c.loop_return_id)
             .where(
+                planned.c.merchant == self._merchant,
                 planned.c.action == ActionKind.DISPOSITION.value,
                 planned.c.status.in_([ActionStatus.INTENT.value, ActionStatus.UNKNOWN.value]),
                 acted,
@@ -222,6 +239,7 @@ class ActionsMixin(StoreBase):
                 conn,
                 self._insert(loop_actions)
                 .values(
+                    merchant=self._merchant,
                     loop_return_id=lid,
                     action=kind.value,
                     status=ActionStatus.INTENT.value,
@@ -229,9 +247,15 @@ class ActionsMixin(StoreBase):
                     attempts=1,
                     created_at=now,
                     updated_at=now,
+                    run_id=self.run_id,
+                    dag_id=self.run_dag_id,
                 )
                 .on_conflict_do_nothing(
-                    index_elements=[loop_actions.c.loop_return_id, loop_actions.c.action]
+                    index_elements=[
+                        loop_actions.c.merchant,
+                        loop_actions.c.loop_return_id,
+                        loop_actions.c.action,
+                    ]
                 )
                 .returning(*loop_actions.c),
             )
@@ -257,6 +281,7 @@ class ActionsMixin(StoreBase):
                 conn,
                 update(table)
                 .where(
+                    self._scope(table),
                     table.c.loop_return_id == lid,
                     table.c.action == kind.value,
                     table.c.attempts == seen,
@@ -268,6 +293,7 @@ class ActionsMixin(StoreBase):
                     vendor_code=None,
                     message=None,
                     updated_at=self._now(),
+                    **self._action_run(table),
                 )
                 .returning(*table.c),
             )
@@ -304,6 +330,7 @@ class ActionsMixin(StoreBase):
                 conn,
                 update(table)
                 .where(
+                    self._scope(table),
                     table.c.loop_return_id == lid,
                     table.c.action == kind.value,
                     table.c.status != ActionStatus.SENT.value,
@@ -313,6 +340,7 @@ class ActionsMixin(StoreBase):
                     vendor_code=vendor_code,
                     message=message,
                     updated_at=self._now(),
+                    **self._action_run(table),
                 )
                 .returning(*table.c),
             )
@@ -345,14 +373,24 @@ class ActionsMixin(StoreBase):
         found: dict[str, dict[ActionKind, LoopAction]] = {}
         with self._read() as conn:
             for part in chunks(ids):
-                query = select(loop_actions).where(loop_actions.c.loop_return_id.in_(part))
+                query = select(loop_actions).where(
+                    self._scope(loop_actions), loop_actions.c.loop_return_id.in_(part)
+                )
                 for row in conn.execute(query).mappings():
                     item = _action(row)
                     found.setdefault(item.loop_return_id, {})[item.action] = item
         return found
 
-    @staticmethod
-    def _action_query(lid: str, kind: ActionKind) -> Select[Any]:
+    def _action_run(self, table: Table) -> dict[str, Any]:
+        """The run columns of an action update: this store's run, else the row's own."""
+        return {
+            "run_id": func.coalesce(self.run_id, table.c.run_id),
+            "dag_id": func.coalesce(self.run_dag_id, table.c.dag_id),
+        }
+
+    def _action_query(self, lid: str, kind: ActionKind) -> Select[Any]:
         return select(loop_actions).where(
-            loop_actions.c.loop_return_id == lid, loop_actions.c.action == kind.value
+            self._scope(loop_actions),
+            loop_actions.c.loop_return_id == lid,
+            loop_actions.c.action == kind.value,
         )

@@ -1,6 +1,13 @@
 """The webhook inbox: every accepted delivery is stored before we answer 2xx, once.
 
-Deliveries are unique per (source, dedup_key), so a vendor's retries collapse into one row.
+Deliveries are unique per (merchant, source, dedup_key), so a vendor's retries collapse into
+one row, while two shops whose events happen to build the same key (Loop's keys are made of the
+event's content) keep one each. Each event belongs to a merchant: the store's, or the one the
+caller names (`inbox_put(..., merchant=...)`: the one Whiplash endpoint routes each event to
+the merchant whose RMA it is). Claims, peeks, counts and signals see the store's merchant only;
+`inbox_done` / `inbox_get` take the ids a put or claim handed out, whatever their merchant.
+`inbox_waiting_by_merchant` is the one cross-merchant read, for the shared triggerer watcher.
+
 Workers take rows with `inbox_claim`; a row whose worker died (claimed longer than
 `stale_after` ago) is handed out again, so nothing accepted is ever lost.
 """
@@ -8,7 +15,7 @@ Workers take rows with `inbox_claim`; a row whose worker died (claimed longer th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +28,14 @@ from include.returns_sync.state._base import (
     require_duration,
     require_text,
 )
-from include.returns_sync.state.records import InboxEvent, InboxSource, InboxStatus, coerce
+from include.returns_sync.state.records import (
+    InboxEvent,
+    InboxSignal,
+    InboxSource,
+    InboxStatus,
+    coerce,
+    require_merchant,
+)
 from include.returns_sync.state.schema import webhook_inbox as t
 
 _PENDING = [InboxStatus.NEW.value, InboxStatus.DISPATCHED.value]
@@ -43,6 +57,7 @@ def _event(row: RowMapping) -> InboxEvent:
         processed_at=row["processed_at"],
         attempts=row["attempts"],
         reason=row["reason"],
+        merchant=row["merchant"],
     )
 
 
@@ -56,8 +71,15 @@ class InboxMixin(StoreBase):
         topic: str,
         resource_id: str | None,
         payload: Mapping[str, Any],
+        *,
+        merchant: str | None = None,
     ) -> tuple[int, bool]:
-        """Store a delivery; returns (id, inserted). A duplicate returns the first row's id."""
+        """Store a delivery; returns (id, inserted). A duplicate returns the first row's id.
+
+        The event belongs to `merchant` when given (a router that decides per event), else to
+        the store's merchant.
+        """
+        owner = self._merchant if merchant is None else require_merchant(merchant)
         vendor = coerce(InboxSource, source, "source")
         key = require_text(dedup_key, "dedup_key")
         require_text(topic, "topic")
@@ -73,6 +95,7 @@ class InboxMixin(StoreBase):
             new_id = conn.execute(
                 self._insert(t)
                 .values(
+                    merchant=owner,
                     source=vendor.value,
                     dedup_key=key,
                     topic=topic,
@@ -82,13 +105,15 @@ class InboxMixin(StoreBase):
                     status=InboxStatus.NEW.value,
                     attempts=0,
                 )
-                .on_conflict_do_nothing(index_elements=[t.c.source, t.c.dedup_key])
+                .on_conflict_do_nothing(index_elements=[t.c.merchant, t.c.source, t.c.dedup_key])
                 .returning(t.c.id)
             ).scalar()
             if new_id is not None:
                 return new_id, True
             existing: int = conn.execute(
-                select(t.c.id).where(t.c.source == vendor.value, t.c.dedup_key == key)
+                select(t.c.id).where(
+                    t.c.merchant == owner, t.c.source == vendor.value, t.c.dedup_key == key
+                )
             ).scalar_one()
             return existing, False
 
@@ -99,7 +124,8 @@ class InboxMixin(StoreBase):
         claimer: str,
         stale_after: timedelta,
     ) -> list[InboxEvent]:
-        """Atomically take up to `limit` new (or stale dispatched) events, oldest first.
+        """Atomically take up to `limit` new (or stale dispatched) events of the store's
+        merchant, oldest first.
 
         One transaction: pick the ids, then mark them dispatched with the pick's conditions
         repeated in the UPDATE. On PostgreSQL the pick is `FOR UPDATE SKIP LOCKED`, so
@@ -113,9 +139,12 @@ class InboxMixin(StoreBase):
         who = require_text(claimer, "claimer")
         now = self._now()
         cutoff = now - require_duration(stale_after, "stale_after")
-        claimable = or_(
-            t.c.status == InboxStatus.NEW.value,
-            and_(t.c.status == InboxStatus.DISPATCHED.value, t.c.claimed_at < cutoff),
+        claimable = and_(
+            self._scope(t),
+            or_(
+                t.c.status == InboxStatus.NEW.value,
+                and_(t.c.status == InboxStatus.DISPATCHED.value, t.c.claimed_at < cutoff),
+            ),
         )
         if source is not None:
             claimable = and_(claimable, t.c.source == coerce(InboxSource, source, "source").value)
@@ -145,6 +174,9 @@ class InboxMixin(StoreBase):
     ) -> int:
         """Mark events finished (`done`, or `failed` for a poison event); returns rows changed.
 
+        Not scoped: the ids are what `inbox_put` or `inbox_claim` handed out (an endpoint that
+        stored an event for another merchant closes it by its id).
+
         `reason` says why, when it is not simply "handled": the no-work reason of an ignored
         event, or what made a poison event fail.
         """
@@ -163,7 +195,7 @@ class InboxMixin(StoreBase):
         return changed
 
     def inbox_get(self, ids: Iterable[int]) -> dict[int, InboxEvent]:
-        """Events by id, whatever their status."""
+        """Events by id, whatever their status and merchant (ids are global)."""
         event_ids = int_ids(ids, "ids")
         found: dict[int, InboxEvent] = {}
         with self._read() as conn:
@@ -173,13 +205,15 @@ class InboxMixin(StoreBase):
         return found
 
     def inbox_waiting(self, source: InboxSource | str, limit: int) -> list[InboxEvent]:
-        """Up to `limit` unfinished events of `source`, oldest first, read without claiming
-        them (a dry run's view of the inbox: the events stay for the run that takes them)."""
+        """Up to `limit` unfinished events of `source` and the store's merchant, oldest first,
+        read without claiming them (a dry run's view: the events stay for the run that takes
+        them)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer; got {limit!r}")
         query = (
             select(t)
             .where(
+                self._scope(t),
                 t.c.status.in_(_PENDING),
                 t.c.source == coerce(InboxSource, source, "source").value,
             )
@@ -190,8 +224,8 @@ class InboxMixin(StoreBase):
             return [_event(row) for row in conn.execute(query).mappings()]
 
     def inbox_pending_count(self, source: InboxSource | str | None = None) -> int:
-        """Events not yet finished (`new` or `dispatched`)."""
-        query = select(func.count()).select_from(t).where(t.c.status.in_(_PENDING))
+        """The store's merchant's events not yet finished (`new` or `dispatched`)."""
+        query = select(func.count()).select_from(t).where(self._scope(t), t.c.status.in_(_PENDING))
         if source is not None:
             query = query.where(t.c.source == coerce(InboxSource, source, "source").value)
         with self._read() as conn:
@@ -199,14 +233,41 @@ class InboxMixin(StoreBase):
             return count
 
     def inbox_signal(self, source: InboxSource | str) -> tuple[int, int, datetime | None]:
-        """(waiting, newest id, oldest arrival) of the unclaimed (`new`) events of `source`.
+        """(waiting, newest id, oldest arrival) of the unclaimed (`new`) events of `source` and
+        the store's merchant.
 
         One indexed read-only query, no claim and no write: the webhook trigger polls it.
         """
         query = select(func.count(), func.max(t.c.id), func.min(t.c.received_at)).where(
+            self._scope(t),
             t.c.source == coerce(InboxSource, source, "source").value,
             t.c.status == InboxStatus.NEW.value,
         )
         with self._read() as conn:
             waiting, newest, oldest = conn.execute(query).one()
         return int(waiting or 0), int(newest or 0), oldest
+
+    def inbox_waiting_by_merchant(self, sources: Sequence[str]) -> dict[str, InboxSignal]:
+        """The signal of every merchant with unclaimed (`new`) events of any of `sources`.
+
+        Cross-merchant (whatever the store's merchant): one indexed read-only query, grouped
+        by merchant, so the triggerer's one watcher per vendor wakes the right merchants'
+        triggers instead of every trigger polling on its own. Merchants with nothing waiting
+        are absent (read them as `InboxSignal(0, 0, None)`).
+        """
+        if isinstance(sources, str):
+            raise ValueError(f"sources must be a list of sources, not one string {sources!r}")
+        wanted = list(dict.fromkeys(coerce(InboxSource, s, "sources[]").value for s in sources))
+        if not wanted:
+            return {}
+        query = (
+            select(t.c.merchant, func.count(), func.max(t.c.id), func.min(t.c.received_at))
+            .where(t.c.status == InboxStatus.NEW.value, t.c.source.in_(wanted))
+            .group_by(t.c.merchant)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {
+            merchant: InboxSignal(int(waiting), int(newest), oldest)
+            for merchant, waiting, newest, oldest in rows
+        }

@@ -9,6 +9,7 @@ layer can be tested against them without a database and cannot mutate state by a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,22 @@ from include.returns_sync.vocabulary import (
     SyncStatus,
     Verdict,
 )
+
+#: The merchant of a single-merchant deployment, and of every row older than revision 0007.
+#: (Spelled here rather than imported from `merchants.py`: the store stays free of settings.)
+DEFAULT_MERCHANT = "default"
+
+_MERCHANT_ID = re.compile(r"[a-z0-9_]{1,40}")
+
+
+def require_merchant(value: object) -> str:
+    """A merchant id as the merchants file spells it (`[a-z0-9_]{1,40}`), or a ValueError."""
+    if not isinstance(value, str) or not _MERCHANT_ID.fullmatch(value):
+        raise ValueError(
+            "a merchant id must be 1 to 40 characters of lower-case letters, digits and "
+            f"underscores ([a-z0-9_]{{1,40}}); got {value!r}"
+        )
+    return value
 
 
 class SyncSource(StrEnum):
@@ -97,6 +114,7 @@ class SyncRecord:
     created_at: datetime | None
     updated_at: datetime
     last_run_id: str | None
+    merchant: str = DEFAULT_MERCHANT
 
     @property
     def is_done(self) -> bool:
@@ -138,6 +156,7 @@ class Decision:
     detail: Mapping[str, Any] | None
     run_id: str | None
     decided_at: datetime
+    merchant: str = DEFAULT_MERCHANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +173,7 @@ class LoopAction:
     attempts: int
     created_at: datetime
     updated_at: datetime
+    merchant: str = DEFAULT_MERCHANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +209,17 @@ class InboxEvent:
     processed_at: datetime | None
     attempts: int
     reason: str | None = None
+    merchant: str = DEFAULT_MERCHANT
+
+
+@dataclass(frozen=True, slots=True)
+class InboxSignal:
+    """Unclaimed (`new`) inbox events: how many, the newest id, the oldest arrival.
+
+    The same shape as `webhooks.inbox.InboxSignal` (what the webhook trigger reads); the store
+    hands it out from `inbox_waiting_by_merchant`, one per merchant with events waiting.
+    """
+
+    waiting: int
+    newest_id: int
+    oldest_received_at: datetime | None

@@ -13,21 +13,29 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Float,
     CheckConstraint,
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
-from include.returns_sync.state.records import InboxSource, InboxStatus, SyncSource
+from include.returns_sync.state.records import (
+    DEFAULT_MERCHANT,
+    InboxSource,
+    InboxStatus,
+    SyncSource,
+)
 from include.returns_sync.vocabulary import ActionKind, ActionStatus, SyncStatus, Verdict
 
 #: Alembic's version table for this store; its own name so it can live next to Airflow's.
@@ -83,12 +91,18 @@ ACTION_STATUSES = [member.value for member in ActionStatus]
 INBOX_SOURCES = [member.value for member in InboxSource]
 INBOX_STATUSES = [member.value for member in InboxStatus]
 
+
+def _merchant() -> Column[str]:
+    """The merchant a row belongs to (rows older than revision 0007 belong to `default`)."""
+    return Column("merchant", Text, nullable=False, server_default=DEFAULT_MERCHANT)
+
+
 sync_records = Table(
     "sync_records",
     metadata,
-    Column("loop_return_id", Text, primary_key=True),
-    # UNIQUE: one Whiplash consumer return can belong to one Loop return only.
-    Column("whiplash_return_id", BigInteger, nullable=True, unique=True),
+    _merchant(),
+    Column("loop_return_id", Text, nullable=False),
+    Column("whiplash_return_id", BigInteger, nullable=True),
     Column("status", Text, nullable=False),
     Column("reason_code", Text),
     Column("reason_detail", Text),
@@ -104,6 +118,14 @@ sync_records = Table(
     Column("created_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("last_run_id", Text),
+    # revision 0008 (the operator views): search keys, and which run did the steps
+    Column("order_name", Text),
+    Column("tracking_number", Text),
+    Column("last_dag_id", Text),
+    Column("last_trigger", Text),  # the claim's source: webhook, poll, backfill, manual
+    Column("rma_run_id", Text),  # the run that created or adopted the RMA
+    Column("rma_dag_id", Text),
+    Column("rma_trigger", Text),
     _one_of("status", SYNC_STATUSES, "status"),
     _one_of("source", SYNC_SOURCES, "source"),
     # a claim always carries its token and time; a finished RMA always carries its id.
@@ -115,14 +137,29 @@ sync_records = Table(
         "status NOT IN ('created', 'adopted') OR whiplash_return_id IS NOT NULL",
         name="done_has_whiplash_id",
     ),
-    Index(None, "status", "updated_at"),
+    PrimaryKeyConstraint("merchant", "loop_return_id"),
+    # one Whiplash consumer return can belong to one Loop return only (of one merchant)
+    UniqueConstraint("merchant", "whiplash_return_id"),
+    Index(None, "merchant", "status", "updated_at"),
+    # "whose RMA is this Whiplash return?" across merchants (the Whiplash webhook router)
+    Index(None, "whiplash_return_id"),
+    # the operator views (revision 0008): exact, case-insensitive search; queues; trend; runs
+    Index("ix_sync_records_lower_loop_return_id", func.lower(text("loop_return_id"))),
+    Index("ix_sync_records_lower_order_name", func.lower(text("order_name"))),
+    Index("ix_sync_records_lower_tracking_number", func.lower(text("tracking_number"))),
+    Index(None, "status", "first_seen_at"),
+    Index(None, "merchant", "status", "first_seen_at"),
+    Index(None, "created_at"),
+    Index(None, "merchant", "created_at"),
+    Index(None, "rma_trigger", "created_at"),
+    Index(None, "last_run_id"),
 )
 
 decisions = Table(
     "decisions",
     metadata,
-    # PRIMARY KEY: one decision per Whiplash consumer return, ever.
-    Column("whiplash_return_id", BigInteger, primary_key=True, autoincrement=False),
+    _merchant(),
+    Column("whiplash_return_id", BigInteger, nullable=False, autoincrement=False),
     Column("loop_return_id", Text),
     Column("verdict", Text, nullable=False),
     Column("reason_codes", Text, nullable=False, server_default="[]"),  # JSON list
@@ -130,14 +167,21 @@ decisions = Table(
     Column("detail", Text),  # JSON object
     Column("run_id", Text),
     Column("decided_at", UTCDateTime, nullable=False),
+    Column("dag_id", Text),  # revision 0008: the DAG of `run_id`
+    # one decision per Whiplash consumer return (of one merchant), ever
+    PrimaryKeyConstraint("merchant", "whiplash_return_id"),
     _one_of("verdict", VERDICTS, "verdict"),
-    Index(None, "loop_return_id"),
+    Index(None, "merchant", "loop_return_id"),
+    Index(None, "verdict", "decided_at"),
+    Index(None, "merchant", "verdict", "decided_at"),
+    Index(None, "run_id"),
 )
 
 loop_actions = Table(
     "loop_actions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    _merchant(),
     Column("loop_return_id", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("status", Text, nullable=False),
@@ -148,26 +192,35 @@ loop_actions = Table(
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    # the "never act twice" guarantee: at most one row per (return, action)
-    UniqueConstraint("loop_return_id", "action"),
+    # revision 0008: the run that last wrote the action (its intent or its outcome)
+    Column("run_id", Text),
+    Column("dag_id", Text),
+    # the "never act twice" guarantee: at most one row per (merchant, return, action)
+    UniqueConstraint("merchant", "loop_return_id", "action"),
     _one_of("action", ACTION_KINDS, "action"),
     _one_of("status", ACTION_STATUSES, "status"),
+    Index(None, "status", "updated_at"),
+    Index(None, "run_id"),
 )
 
 watermarks = Table(
     "watermarks",
     metadata,
-    Column("name", Text, primary_key=True),
+    _merchant(),
+    Column("name", Text, nullable=False),
     Column("value", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("merchant", "name"),
 )
 
 webhook_inbox = Table(
     "webhook_inbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    _merchant(),
     Column("source", Text, nullable=False),
-    # unique per vendor: the two vendors' delivery ids live in different namespaces
+    # unique per merchant and vendor: the vendors' delivery ids live in different namespaces,
+    # and Loop's keys are built from the event's content, which two shops may share
     Column("dedup_key", Text, nullable=False),
     Column("topic", Text, nullable=False),
     Column("resource_id", Text),
@@ -179,9 +232,12 @@ webhook_inbox = Table(
     Column("processed_at", UTCDateTime),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("reason", Text),  # why it was closed without work, or failed
-    UniqueConstraint("source", "dedup_key"),
+    UniqueConstraint("merchant", "source", "dedup_key"),
     _one_of("source", INBOX_SOURCES, "source"),
     _one_of("status", INBOX_STATUSES, "status"),
+    # one merchant's claims and signals
+    Index(None, "merchant", "status", "source", "id"),
+    # the triggerer's one read of every merchant's waiting events
     Index(None, "status", "source", "id"),
 )
 

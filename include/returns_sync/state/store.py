@@ -3,9 +3,16 @@
 It remembers what the pipelines must never forget or do twice: which Loop returns have an RMA
 (sync records), which Whiplash receipts were decided and what we did on Loop (decisions and
 actions), how far each poller has read (watermarks), webhook deliveries (inbox) and the Whiplash
-token slot (access and rotated refresh token, with the refresh lease). The methods live in small mixins, one per concern; this module wires
-them to an engine. Nothing here imports Airflow: the caller resolves the connection and the
-Fernet key and passes them in.
+token slot (access and rotated refresh token, with the refresh lease). The methods live in
+small mixins, one per concern; this module wires them to an engine. Nothing here imports
+Airflow: the caller resolves the connection and the Fernet key and passes them in.
+
+One store serves every merchant of a deployment. A store is scoped to one merchant
+(`store.merchant`, "default" for a plain one; `store.for_merchant(id)` for another, sharing the
+engine): sync records, decisions, actions, watermarks and inbox events are that merchant's only.
+What belongs to a vendor account, not a merchant (OAuth token slots, rate-limit state), is keyed
+by the account and shared by every merchant using it. Two reads look across merchants:
+`merchant_of_whiplash_return` and `inbox_waiting_by_merchant`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from include.returns_sync.state.actions import ActionsMixin
 from include.returns_sync.state.engine import build_engine
 from include.returns_sync.state.inbox import InboxMixin
 from include.returns_sync.state.oauth_slots import OAuthSlotsMixin
+from include.returns_sync.state.records import DEFAULT_MERCHANT
 from include.returns_sync.state.sync_records import SyncRecordsMixin
 from include.returns_sync.state.url import URL, describe, parse_connection
 from include.returns_sync.state.watermarks import WatermarksMixin
@@ -36,6 +44,7 @@ class StateStore(SyncRecordsMixin, ActionsMixin, WatermarksMixin, InboxMixin, OA
 
     Create it with `from_url` or `default_sqlite`, call `migrate()` once per process start
     (cheap and safe to race), and `dispose()` when done. Pass `clock` to control "now" in tests.
+    `for_merchant(id)` gives the same store scoped to another merchant (see `StoreBase`).
     """
 
     def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
@@ -73,4 +82,5 @@ class StateStore(SyncRecordsMixin, ActionsMixin, WatermarksMixin, InboxMixin, OA
         self._engine.dispose()
 
     def __repr__(self) -> str:
-        return f"StateStore({self.url})"
+        scope = "" if self._merchant == DEFAULT_MERCHANT else f", merchant={self._merchant}"
+        return f"StateStore({self.url}{scope})"

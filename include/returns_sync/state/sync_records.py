@@ -1,5 +1,9 @@
 """Per-Loop-return RMA creation records: the claim protocol behind "exactly one RMA per return".
 
+Records belong to a merchant: a Loop return id (and a Whiplash id) is unique per merchant, and
+every method reads and writes the store's merchant's records only, except
+`merchant_of_whiplash_return`, which looks across merchants.
+
 A worker must win `claim_for_creation` before it may create a consumer return in Whiplash, and
 finishes with `record_created` / `record_unmappable` / `record_failed` / `release_claim`.
 Every step is a single guarded statement (INSERT ... ON CONFLICT DO NOTHING, or an UPDATE
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -83,6 +88,7 @@ def _record(row: RowMapping) -> SyncRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         last_run_id=row["last_run_id"],
+        merchant=row["merchant"],
     )
 
 
@@ -97,7 +103,7 @@ class SyncRecordsMixin(StoreBase):
         found: dict[str, SyncRecord] = {}
         with self._read() as conn:
             for part in chunks(ids):
-                query = select(t).where(t.c.loop_return_id.in_(part))
+                query = select(t).where(self._scope(t), t.c.loop_return_id.in_(part))
                 for row in conn.execute(query).mappings():
                     found[row["loop_return_id"]] = _record(row)
         return found
@@ -108,10 +114,31 @@ class SyncRecordsMixin(StoreBase):
         found: dict[int, SyncRecord] = {}
         with self._read() as conn:
             for part in chunks(ids):
-                query = select(t).where(t.c.whiplash_return_id.in_(part))
+                query = select(t).where(self._scope(t), t.c.whiplash_return_id.in_(part))
                 for row in conn.execute(query).mappings():
                     found[row["whiplash_return_id"]] = _record(row)
         return found
+
+    def merchant_of_whiplash_return(self, whiplash_return_id: int) -> str | None:
+        """The merchant whose RMA this Whiplash consumer return is, across all merchants.
+
+        Not scoped (the one Whiplash webhook endpoint routes each event with it). None when no
+        merchant recorded it, and also when several did: Whiplash ids are unique within one
+        Whiplash account, so two owners mean two accounts that reuse ids, and the caller must
+        tell them apart by other means (the event's customer id) rather than guess here.
+        """
+        wid = require_int(whiplash_return_id, "whiplash_return_id")
+        query = select(t.c.merchant).where(t.c.whiplash_return_id == wid).distinct().limit(2)
+        with self._read() as conn:
+            owners = list(conn.execute(query).scalars())
+        if len(owners) > 1:
+            log.warning(
+                "Whiplash return %s is recorded by several merchants (%s): not routing by it",
+                wid,
+                ", ".join(sorted(owners)),
+            )
+            return None
+        return owners[0] if owners else None
 
     def retry_candidates(
         self, limit: int, *, stale_after: timedelta = DEFAULT_CLAIM_STALE_AFTER
@@ -127,10 +154,11 @@ class SyncRecordsMixin(StoreBase):
         query = (
             select(t.c.loop_return_id)
             .where(
+                self._scope(t),
                 or_(
                     t.c.status.in_(_RETRY),
                     and_(t.c.status == SyncStatus.CLAIMED.value, t.c.claimed_at < cutoff),
-                )
+                ),
             )
             .order_by(t.c.updated_at, t.c.loop_return_id)
             .limit(limit)
@@ -142,7 +170,7 @@ class SyncRecordsMixin(StoreBase):
         """How many records are in each status (every status present, zero included)."""
         counts = dict.fromkeys(SyncStatus, 0)
         with self._read() as conn:
-            query = select(t.c.status, func.count()).group_by(t.c.status)
+            query = select(t.c.status, func.count()).where(self._scope(t)).group_by(t.c.status)
             for status, count in conn.execute(query):
                 counts[SyncStatus(status)] = count
         return counts
@@ -159,6 +187,8 @@ class SyncRecordsMixin(StoreBase):
         label_status: str | None = None,
         label_pre_transit_at: datetime | None = None,
         run_id: str | None = None,
+        order_name: str | None = None,
+        tracking_number: str | None = None,
     ) -> ClaimResult:
         """Try to become the one worker allowed to create the RMA for this Loop return.
 
@@ -167,8 +197,13 @@ class SyncRecordsMixin(StoreBase):
         `stale_after` — then `stale=True` and the caller must look the return up in Whiplash
         and adopt it instead of creating. Loses with `busy` against a fresh claim and with
         `done` (carrying the Whiplash id) once an RMA is recorded.
+
+        `order_name` and `tracking_number` are kept for the operator views' search (a later
+        claim's non-empty value replaces them); `source` is also kept as the latest attempt's
+        trigger, with the run of a store made by `for_run`.
         """
         lid = require_text(loop_return_id, "loop_return_id")
+        run_id = run_id or self.run_id
         require_text(token, "token")
         src = coerce(SyncSource, source, "source")
         require_duration(stale_after, "stale_after")
@@ -189,12 +224,14 @@ class SyncRecordsMixin(StoreBase):
                 t.c.label_pre_transit_at, literal(pre_transit, UTCDateTime())
             ),
             "last_run_id": func.coalesce(run_id, t.c.last_run_id),
+            **self._claim_facts(src, order_name, tracking_number),
         }
-        this = t.c.loop_return_id == lid
+        this = and_(self._scope(t), t.c.loop_return_id == lid)
         claimed = t.c.status == SyncStatus.CLAIMED.value
         first_claim = (
             self._insert(t)
             .values(
+                merchant=self._merchant,
                 loop_return_id=lid,
                 status=SyncStatus.CLAIMED.value,
                 attempts=1,
@@ -206,8 +243,12 @@ class SyncRecordsMixin(StoreBase):
                 first_seen_at=now,
                 updated_at=now,
                 last_run_id=run_id,
+                order_name=order_name or None,
+                tracking_number=tracking_number or None,
+                last_dag_id=self.run_dag_id,
+                last_trigger=src.value,
             )
-            .on_conflict_do_nothing(index_elements=[t.c.loop_return_id])
+            .on_conflict_do_nothing(index_elements=[t.c.merchant, t.c.loop_return_id])
             .returning(*t.c)
         )
         renew = (
@@ -271,9 +312,13 @@ class SyncRecordsMixin(StoreBase):
             claimed_from=None,
             reason_code=None,
             reason_detail=None,
-            last_run_id=func.coalesce(run_id, t.c.last_run_id),
+            last_run_id=func.coalesce(run_id or self.run_id, t.c.last_run_id),
+            # the RMA's run: this store's, else the latest claim's (its source is the trigger)
+            rma_run_id=func.coalesce(run_id or self.run_id, t.c.last_run_id),
+            rma_dag_id=func.coalesce(self.run_dag_id, t.c.last_dag_id),
+            rma_trigger=t.c.last_trigger,
         )
-        this = t.c.loop_return_id == lid
+        this = and_(self._scope(t), t.c.loop_return_id == lid)
         try:
             with self._write() as conn:
                 row = first_row(
@@ -349,6 +394,7 @@ class SyncRecordsMixin(StoreBase):
         lid = require_text(loop_return_id, "loop_return_id")
         require_text(token, "token")
         held = and_(
+            self._scope(t),
             t.c.loop_return_id == lid,
             t.c.status == SyncStatus.CLAIMED.value,
             t.c.claim_token == token,
@@ -377,6 +423,17 @@ class SyncRecordsMixin(StoreBase):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _claim_facts(
+        self, source: SyncSource, order_name: str | None, tracking_number: str | None
+    ) -> dict[str, Any]:
+        """What a renewed claim adds for the views: search keys, the attempt's run and trigger."""
+        return {
+            "order_name": func.coalesce(order_name or None, t.c.order_name),
+            "tracking_number": func.coalesce(tracking_number or None, t.c.tracking_number),
+            "last_dag_id": func.coalesce(self.run_dag_id, t.c.last_dag_id),
+            "last_trigger": source.value,
+        }
+
     def _finish_without_rma(
         self,
         loop_return_id: str,
@@ -394,6 +451,7 @@ class SyncRecordsMixin(StoreBase):
                 conn,
                 update(t)
                 .where(
+                    self._scope(t),
                     t.c.loop_return_id == lid,
                     t.c.status == SyncStatus.CLAIMED.value,
                     t.c.claim_token == token,
@@ -406,7 +464,8 @@ class SyncRecordsMixin(StoreBase):
                     claimed_at=None,
                     claimed_from=None,
                     updated_at=self._now(),
-                    last_run_id=func.coalesce(run_id, t.c.last_run_id),
+                    last_run_id=func.coalesce(run_id or self.run_id, t.c.last_run_id),
+                    last_dag_id=func.coalesce(self.run_dag_id, t.c.last_dag_id),
                 )
                 .returning(*t.c),
             )
@@ -417,9 +476,8 @@ class SyncRecordsMixin(StoreBase):
             return current  # a repeated call after success
         raise ClaimLostError(lid, current)
 
-    @staticmethod
-    def _fetch(conn: Connection, lid: str, *, for_update: bool = False) -> SyncRecord | None:
-        query = select(t).where(t.c.loop_return_id == lid)
+    def _fetch(self, conn: Connection, lid: str, *, for_update: bool = False) -> SyncRecord | None:
+        query = select(t).where(self._scope(t), t.c.loop_return_id == lid)
         if for_update:
             query = query.with_for_update()
         row = conn.execute(query).mappings().first()

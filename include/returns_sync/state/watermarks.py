@@ -1,4 +1,9 @@
-"""Watermarks (how far each poller has read) and encrypted OAuth refresh tokens."""
+"""Watermarks (how far each poller has read) and encrypted OAuth refresh tokens.
+
+Watermarks belong to the store's merchant (each merchant's pollers read their own shop).
+Refresh tokens belong to a vendor account (the connection), which merchants may share: they
+are not scoped.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ class WatermarksMixin(StoreBase):
         key = require_text(name, "name")
         with self._read() as conn:
             value: datetime | None = conn.execute(
-                select(watermarks.c.value).where(watermarks.c.name == key)
+                select(watermarks.c.value).where(self._scope(watermarks), watermarks.c.name == key)
             ).scalar()
             return value
 
@@ -31,16 +36,18 @@ class WatermarksMixin(StoreBase):
         """
         key = require_text(name, "name")
         new = require_aware(value, "value")
-        insert = self._insert(watermarks).values(name=key, value=new, updated_at=self._now())
+        insert = self._insert(watermarks).values(
+            merchant=self._merchant, name=key, value=new, updated_at=self._now()
+        )
         upsert = insert.on_conflict_do_update(
-            index_elements=[watermarks.c.name],
+            index_elements=[watermarks.c.merchant, watermarks.c.name],
             set_={"value": insert.excluded.value, "updated_at": insert.excluded.updated_at},
             where=watermarks.c.value < insert.excluded.value,
         )
         with self._write() as conn:
             conn.execute(upsert)
             stored: datetime = conn.execute(
-                select(watermarks.c.value).where(watermarks.c.name == key)
+                select(watermarks.c.value).where(self._scope(watermarks), watermarks.c.name == key)
             ).scalar_one()
             return stored
 
