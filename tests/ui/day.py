@@ -15,7 +15,6 @@ driven step by step through Airflow's REST API, like `scripts/demo` drives `dag.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,13 +30,6 @@ BACKFILL = "loop_asn_backfill"
 HOSTILE_SKU = "<script>window.__pwned=1</script>HX-1"
 HOSTILE_REASON = '<img src=x onerror="window.__pwned=2">'
 HOSTILE_ORDER = "#HOSTILE1"
-STANDIN_PLUGINS = Path(__file__).parent / "standin_plugin"
-
-
-def queries_merged() -> bool:
-    """Whether views/queries.py exists; until it does, the API server serves the views on the
-    store stand-in (tests/ui/store_standin.py) through `standin_plugin/`."""
-    return importlib.util.find_spec("include.returns_sync.views.queries") is not None
 
 
 @dataclass
@@ -86,8 +78,6 @@ class ReturnsDay:
             "RETURNS_SYNC_RETRY_WAIT_SCALE": "0.05",
             "RETURNS_SYNC_API_POOL_SLOTS": "2",
         }
-        if not queries_merged():
-            settings["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(STANDIN_PLUGINS)
         config = StackConfig(
             home=self.home / "airflow",
             state_conn=self.state_url,

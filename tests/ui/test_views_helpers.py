@@ -23,7 +23,8 @@ def test_trend_chart_stacks_rmas_by_trigger_in_a_fixed_order() -> None:
     days = [
         {
             "day": "2026-12-05",
-            "created_by_trigger": {"poll": 2, "webhook": 1},
+            "rmas": 4,
+            "rmas_by_trigger": {"poll": 2, "webhook": 1},
             "processed": 3,
             "flagged": 1,
             "misses": 0,
@@ -31,7 +32,8 @@ def test_trend_chart_stacks_rmas_by_trigger_in_a_fixed_order() -> None:
         },
         {
             "day": "2026-12-06",
-            "created_by_trigger": {"backfill": 4},
+            "rmas": 4,
+            "rmas_by_trigger": {"backfill": 4},
             "processed": 0,
             "flagged": 0,
             "misses": 4,
@@ -44,8 +46,9 @@ def test_trend_chart_stacks_rmas_by_trigger_in_a_fixed_order() -> None:
         "RMAs created (webhook)",
         "RMAs created (poll)",
         "RMAs created (backfill)",
+        "RMAs created (unknown)",  # one RMA of 12-05 has no recorded trigger
     ]
-    assert [s["data"] for s in chart["created"]] == [[1, 0], [2, 0], [0, 4]]
+    assert [s["data"] for s in chart["created"]] == [[1, 0], [2, 0], [0, 4], [1, 0]]
     assert chart["misses"] == [0, 4] and chart["median_minutes"] == [1.5, None]
 
 

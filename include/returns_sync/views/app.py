@@ -22,7 +22,6 @@ manager). Every page needs a logged-in user (none: 401 before any data is read);
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -86,7 +85,9 @@ class StoreViewData:
 
     @staticmethod
     def _q() -> Any:
-        return importlib.import_module("include.returns_sync.views.queries")
+        from include.returns_sync.views import queries  # SQLAlchemy + models: on first use
+
+        return queries
 
     def search(self, q: str) -> Sequence[Any]:
         result: Sequence[Any] = self._q().search(self._s(), q)
@@ -161,12 +162,6 @@ def age(value: Any, now: datetime | None = None) -> str:
     return duration(((now or datetime.now(UTC)) - when).total_seconds())
 
 
-def oldest(items: Sequence[Mapping[str, Any]]) -> str:
-    """The age of the oldest item of a queue (by its `since`)."""
-    times = [t for t in (_parse_time(i.get("since")) for i in items) if t is not None]
-    return age(min(times)) if times else "–"
-
-
 def when(value: Any) -> str:
     """A timestamp as `2026-12-06 13:05:09 UTC`."""
     moment = _parse_time(value)
@@ -181,9 +176,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        age=age, oldest=oldest, when=when, duration=duration, urlpart=lambda v: quote(str(v), "")
-    )
+    env.filters.update(age=age, when=when, duration=duration, urlpart=lambda v: quote(str(v), ""))
     return env
 
 
@@ -345,26 +338,42 @@ TRIGGER_COLOURS = {
 
 
 def trend_chart(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The chart's data for static/trend.js: labels, one stacked bar per trigger, lines."""
+    """The chart's data for static/trend.js: labels, one stacked bar per trigger, lines.
+
+    RMAs whose run recorded no trigger (rows from before revision 0008) stack as "unknown", so
+    the bars always add up to the day's RMAs."""
     triggers: list[str] = []
     for day in days:
-        for name in day.get("created_by_trigger") or {}:
+        for name in day.get("rmas_by_trigger") or {}:
             if name not in triggers:
                 triggers.append(name)
     ordered = [t for t in TRIGGER_COLOURS if t in triggers] + [
         t for t in triggers if t not in TRIGGER_COLOURS
     ]
+
+    def unknown(day: Mapping[str, Any]) -> int:
+        return max(0, int(day.get("rmas") or 0) - sum((day.get("rmas_by_trigger") or {}).values()))
+
+    created = [
+        {
+            "label": f"RMAs created ({name})",
+            "colour": TRIGGER_COLOURS.get(name, "#718096"),
+            "data": [int((day.get("rmas_by_trigger") or {}).get(name, 0)) for day in days],
+        }
+        for name in ordered
+    ]
+    if any(unknown(day) for day in days):
+        created.append(
+            {
+                "label": "RMAs created (unknown)",
+                "colour": "#a0aec0",
+                "data": [unknown(d) for d in days],
+            }
+        )
     median = [day.get("median_label_to_rma_seconds") for day in days]
     return {
         "labels": [str(day.get("day"))[5:] for day in days],  # "12-06": the year is in the title
-        "created": [
-            {
-                "label": f"RMAs created ({name})",
-                "colour": TRIGGER_COLOURS.get(name, "#718096"),
-                "data": [int((day.get("created_by_trigger") or {}).get(name, 0)) for day in days],
-            }
-            for name in ordered
-        ],
+        "created": created,
         "processed": [int(day.get("processed") or 0) for day in days],
         "flagged": [int(day.get("flagged") or 0) for day in days],
         "misses": [int(day.get("misses") or 0) for day in days],
