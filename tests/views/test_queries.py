@@ -243,3 +243,6 @@ def test_run_summary_counts_a_runs_outcomes_and_knows_our_dags(
     assert empty is not None and empty.merchant == "acme" and empty.returns == []
     assert queries.run_summary(store, "example_bash_operator", "scheduled__A") is None
     assert queries.run_summary(store, f"{RMA_DAG}__", "x") is None
+    bound = queries.ReturnViews(store)
+    assert bound.run_summary(RMA_DAG, "scheduled__A") == rma
+    assert [r.loop_return_id for r in bound.search("4")] == ["4"]

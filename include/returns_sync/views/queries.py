@@ -794,3 +794,28 @@ def run_summary(source: Source, dag_id: str, run_id: str) -> RunSummary | None:
         actions=dict(sorted(actions.items())),
         returns=returns,
     )
+
+
+class ReturnViews:
+    """The five views bound to one store: the plan's interface (`views.search(q)`, ...)."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    def search(self, q: str, merchant: str | None = None) -> list[ReturnRef]:
+        return search(self._source, q, merchant=merchant)
+
+    def timeline(self, merchant: str, loop_return_id: str) -> Timeline | None:
+        return timeline(self._source, merchant, loop_return_id)
+
+    def queues(self, merchant: str | None = None, **paging: Any) -> Queues:
+        return queues(self._source, merchant, **paging)
+
+    def queue(self, name: str, merchant: str | None = None, **paging: Any) -> Queue:
+        return queue(self._source, name, merchant, **paging)
+
+    def trend(self, merchant: str | None = None, days: int = 30) -> list[DayTrend]:
+        return trend(self._source, merchant, days)
+
+    def run_summary(self, dag_id: str, run_id: str) -> RunSummary | None:
+        return run_summary(self._source, dag_id, run_id)
