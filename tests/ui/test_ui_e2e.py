@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.support.airflow_stack import ADMIN
 from tests.ui.browser import artifacts_dir, chromium, require_chromium, wait_until
@@ -56,8 +58,6 @@ def browser(day: ReturnsDay) -> Iterator[Any]:
 
 
 def log_in(driver: Any, url: str, username: str, password: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     driver.get(f"{url}/")
     field = wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[name=username]"))
@@ -76,8 +76,6 @@ def shot(driver: Any, name: str) -> Path:
 
 def plugin_frame(driver: Any, page_url: str, title: str) -> Any:
     """Open an Airflow UI page that shows one of our views and switch into its frame."""
-    from selenium.webdriver.common.by import By
-
     driver.switch_to.default_content()
     driver.get(page_url)
     frame = wait_until(
@@ -89,20 +87,14 @@ def plugin_frame(driver: Any, page_url: str, title: str) -> Any:
 
 
 def text(driver: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
     return str(driver.find_element(By.CSS_SELECTOR, css).text)
 
 
 def texts(driver: Any, css: str) -> list[str]:
-    from selenium.webdriver.common.by import By
-
     return [str(e.text) for e in driver.find_elements(By.CSS_SELECTOR, css)]
 
 
 def search(driver: Any, query: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     box = driver.find_element(By.ID, "q")
     box.clear()
@@ -141,8 +133,6 @@ def test_logged_out_the_views_answer_401_with_no_data(day: ReturnsDay) -> None:
 
 
 def test_the_returns_entry_is_in_airflows_navigation(browser: Any, day: ReturnsDay) -> None:
-    from selenium.webdriver.common.by import By
-
     assert day.stack is not None
     browser.switch_to.default_content()
     browser.get(day.stack.url + "/")
@@ -164,8 +154,6 @@ def test_search_finds_a_flagged_return_and_shows_its_timeline(
     assert flagged, "the seeded day has no flagged return"
     target = flagged[0]
     plugin_frame(browser, day.stack.url + "/plugin/returns", "Returns")
-    from selenium.webdriver.common.by import By
-
     browser.find_element(By.ID, "q").send_keys(target.return_id)
     shot(browser, "01-search")
     search(browser, target.return_id)
@@ -195,6 +183,8 @@ def test_hostile_sku_and_reason_render_as_text(browser: Any, day: ReturnsDay) ->
     assert HOSTILE_REASON not in browser.page_source  # only ever escaped
     shot(browser, "03-timeline-hostile")
     # the order name finds it too, whatever its case
+    browser.find_element(By.LINK_TEXT, "Search").click()
+    wait_until(browser, lambda d: d.find_elements(By.ID, "q"))
     search(browser, HOSTILE_ORDER.lower())
     assert text(browser, "#return-title") == f"Loop return {day.hostile_id}"
 
@@ -202,8 +192,6 @@ def test_hostile_sku_and_reason_render_as_text(browser: Any, day: ReturnsDay) ->
 def test_queues_show_counts_and_ages_matching_the_truth(browser: Any, day: ReturnsDay) -> None:
     assert day.stack is not None
     plugin_frame(browser, day.stack.url + "/plugin/returns", "Returns")
-    from selenium.webdriver.common.by import By
-
     browser.find_element(By.LINK_TEXT, "Queues").click()
     wait_until(browser, lambda d: d.find_elements(By.ID, "flagged"))
     assert int(text(browser, "#flagged .count")) == len(day.flagged())
@@ -222,8 +210,6 @@ def test_queues_show_counts_and_ages_matching_the_truth(browser: Any, day: Retur
 def test_trend_draws_thirty_days(browser: Any, day: ReturnsDay) -> None:
     assert day.stack is not None
     plugin_frame(browser, day.stack.url + "/plugin/returns", "Returns")
-    from selenium.webdriver.common.by import By
-
     browser.find_element(By.LINK_TEXT, "Trend").click()
     canvas = wait_until(
         browser, lambda d: d.find_element(By.CSS_SELECTOR, "#trend-chart[data-ready]")
@@ -236,8 +222,6 @@ def test_trend_draws_thirty_days(browser: Any, day: ReturnsDay) -> None:
 
 
 def test_a_runs_tab_summarises_it_with_links_to_timelines(browser: Any, day: ReturnsDay) -> None:
-    from selenium.webdriver.common.by import By
-
     assert day.stack is not None
     run = quote(day.runs.receipts, safe="")
     plugin_frame(
