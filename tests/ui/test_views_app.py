@@ -4,6 +4,7 @@ merchant DAG, vendor data are escaped, the pages are read-only and self-containe
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -177,3 +178,29 @@ def test_the_views_are_read_only(
     login(client, token("ada", "admin"))
     for path in ("/", "/queues", "/returns/default/41000123"):
         assert client.request(method, path).status_code == 405
+
+
+def test_the_production_data_source_reads_a_real_store(
+    auth_manager: object, token: Callable[..., str], tmp_path: Path
+) -> None:
+    """`StoreViewData` over a migrated SQLite state store (the real queries), empty: every page
+    answers, nothing is found, the queues are empty."""
+    from include.returns_sync.state import StateStore
+    from include.returns_sync.views.app import StoreViewData, create_app
+    from include.returns_sync.views.auth import Authorizer
+
+    store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    try:
+        app = create_app(StoreViewData(lambda: store), Authorizer(merchant_ids=lambda: ["default"]))
+        with TestClient(app, follow_redirects=False) as http:
+            http.cookies.set("_token", token())
+            assert 'id="no-hits"' in http.get("/", params={"q": "41000123"}).text
+            assert http.get("/returns/default/41000123").status_code == 404
+            queues = http.get("/queues")
+            assert queues.status_code == 200 and queues.text.count('class="count">0<') == 6
+            assert http.get("/trend").status_code == 200
+            tab = http.get("/runs/loop_returns_to_whiplash/manual__2026-12-06T10:00:00+00:00")
+            assert tab.status_code == 200 and 'id="no-summary"' in tab.text
+    finally:
+        store.dispose()
