@@ -14,16 +14,17 @@ deployment with per-DAG permissions enforces them here too:
 * a DAG run's tab needs read access to that DAG's runs (`DagAccessEntity.RUN`), exactly what
   Airflow's own run pages ask for.
 
-Merchants come from `include.returns_sync.merchants` (issue 13). Until that module exists in a
-deployment the only merchant is `default` with today's DAG ids (stand-in, documented).
+Merchants come from `include.returns_sync.merchants` (issue 13): without a merchants file the
+only merchant is `default`, with today's DAG ids.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from include.returns_sync.merchants import DAG_ID_SEPARATOR
 
 DEFAULT_MERCHANT = "default"
 # Today's DAG ids; a merchant other than "default" gets `<base>__<merchant id>`.
@@ -34,7 +35,7 @@ def merchant_dag_ids(merchant_id: str) -> tuple[str, ...]:
     """The three DAG ids of one merchant (today's ids for `default`)."""
     if merchant_id == DEFAULT_MERCHANT:
         return DAG_BASES
-    return tuple(f"{base}__{merchant_id}" for base in DAG_BASES)
+    return tuple(f"{base}{DAG_ID_SEPARATOR}{merchant_id}" for base in DAG_BASES)
 
 
 def merchant_of_dag(dag_id: str) -> str | None:
@@ -42,19 +43,17 @@ def merchant_of_dag(dag_id: str) -> str | None:
     if dag_id in DAG_BASES:
         return DEFAULT_MERCHANT
     for base in DAG_BASES:
-        prefix = f"{base}__"
+        prefix = f"{base}{DAG_ID_SEPARATOR}"
         if dag_id.startswith(prefix) and len(dag_id) > len(prefix):
             return dag_id[len(prefix) :]
     return None
 
 
 def configured_merchant_ids() -> list[str]:
-    """Every configured merchant id, in file order; `["default"]` without a merchants module."""
-    try:
-        merchants = importlib.import_module("include.returns_sync.merchants")
-    except ModuleNotFoundError:
-        return [DEFAULT_MERCHANT]
-    return [str(m.id) for m in merchants.configured_merchants()]
+    """Every configured merchant id, in file order; `["default"]` without a merchants file."""
+    from include.returns_sync.merchants import configured_merchants
+
+    return [m.id for m in configured_merchants()]
 
 
 @dataclass(frozen=True)
