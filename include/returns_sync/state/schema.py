@@ -97,6 +97,16 @@ def _merchant() -> Column[str]:
     return Column("merchant", Text, nullable=False, server_default=DEFAULT_MERCHANT)
 
 
+#: Partial indexes of the operator views (revision 0008): only the few rows a queue lists.
+ATTENTION = "status IN ('unmappable', 'failed')"
+FAILED_ACTION = "status = 'failed'"
+
+
+def _partial(name: str, where: str, *columns: str) -> Index:
+    """An index over the rows matching `where` only (both dialects support partial indexes)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
 sync_records = Table(
     "sync_records",
     metadata,
@@ -147,11 +157,36 @@ sync_records = Table(
     Index("ix_sync_records_lower_loop_return_id", func.lower(text("loop_return_id"))),
     Index("ix_sync_records_lower_order_name", func.lower(text("order_name"))),
     Index("ix_sync_records_lower_tracking_number", func.lower(text("tracking_number"))),
-    Index(None, "status", "first_seen_at"),
-    Index(None, "merchant", "status", "first_seen_at"),
-    Index(None, "created_at"),
-    Index(None, "merchant", "created_at"),
-    Index(None, "rma_trigger", "created_at"),
+    _partial(
+        "ix_sync_records_attention_first_seen_at", ATTENTION, "first_seen_at", "loop_return_id"
+    ),
+    _partial(
+        "ix_sync_records_attention_merchant",
+        ATTENTION,
+        "merchant",
+        "first_seen_at",
+        "loop_return_id",
+    ),
+    _partial(
+        "ix_sync_records_attention_reason", ATTENTION, "reason_code", "merchant", "first_seen_at"
+    ),
+    Index(
+        None,
+        "created_at",
+        postgresql_include=["merchant", "status", "rma_trigger", "label_pre_transit_at"],
+    ),
+    Index(
+        None,
+        "merchant",
+        "created_at",
+        postgresql_include=["status", "rma_trigger", "label_pre_transit_at"],
+    ),
+    Index(
+        None,
+        "rma_trigger",
+        "created_at",
+        postgresql_include=["merchant", "status", "label_pre_transit_at"],
+    ),
     Index(None, "last_run_id"),
 )
 
@@ -172,8 +207,8 @@ decisions = Table(
     PrimaryKeyConstraint("merchant", "whiplash_return_id"),
     _one_of("verdict", VERDICTS, "verdict"),
     Index(None, "merchant", "loop_return_id"),
-    Index(None, "verdict", "decided_at"),
-    Index(None, "merchant", "verdict", "decided_at"),
+    Index(None, "verdict", "decided_at", postgresql_include=["merchant", "reason_codes"]),
+    Index(None, "merchant", "verdict", "decided_at", postgresql_include=["reason_codes"]),
     Index(None, "run_id"),
 )
 
@@ -199,7 +234,15 @@ loop_actions = Table(
     UniqueConstraint("merchant", "loop_return_id", "action"),
     _one_of("action", ACTION_KINDS, "action"),
     _one_of("status", ACTION_STATUSES, "status"),
-    Index(None, "status", "updated_at"),
+    _partial("ix_loop_actions_failed_updated_at", FAILED_ACTION, "updated_at", "id"),
+    _partial(
+        "ix_loop_actions_failed_reason",
+        FAILED_ACTION,
+        "action",
+        "vendor_code",
+        "merchant",
+        "updated_at",
+    ),
     Index(None, "run_id"),
 )
 

@@ -13,12 +13,13 @@ New columns (all nullable: rows written before this revision simply lack them):
 - decisions: `dag_id` (next to the existing `run_id`).
 - loop_actions: `run_id`, `dag_id`: the run that last wrote the action (intent, outcome).
 
-Indexes for the views' reads (each also with `merchant` first where the view filters by it):
-case-insensitive exact search on `lower(loop_return_id)`, `lower(order_name)`,
-`lower(tracking_number)`; the needs-attention queue (`status`, `first_seen_at`); the flagged
-queue and the trend (`verdict`, `decided_at`); failed Loop actions (`status`, `updated_at`);
-RMAs per day and backfill misses (`created_at`, `rma_trigger`); a run's returns (`last_run_id`,
-`decisions.run_id`, `loop_actions.run_id`).
+Indexes for the views' reads (see bench/bench_views.py): case-insensitive exact search on
+`lower(loop_return_id)`, `lower(order_name)`, `lower(tracking_number)`; the needs-attention
+queue and failed Loop actions as *partial* indexes (only those few rows: pages in order, counts
+by reason read from the index alone); RMAs per day, backfill misses, the flagged queue and the
+trend on (`created_at` / `rma_trigger`, `verdict` + `decided_at`) with the counted columns
+INCLUDEd on PostgreSQL (index-only reads); a run's returns (`last_run_id`, `decisions.run_id`,
+`loop_actions.run_id`).
 """
 
 from __future__ import annotations
@@ -45,30 +46,95 @@ _COLUMNS = {
     "loop_actions": ("run_id", "dag_id"),
 }
 
-#: (name, table, columns or SQL expressions); the names are schema.py's.
-_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("ix_sync_records_lower_loop_return_id", "sync_records", ("lower(loop_return_id)",)),
-    ("ix_sync_records_lower_order_name", "sync_records", ("lower(order_name)",)),
-    ("ix_sync_records_lower_tracking_number", "sync_records", ("lower(tracking_number)",)),
-    ("ix_sync_records_status_first_seen_at", "sync_records", ("status", "first_seen_at")),
+#: Partial-index predicates: the needs-attention rows are a few percent of the table.
+ATTENTION = "status IN ('unmappable', 'failed')"
+FAILED_ACTION = "status = 'failed'"
+
+#: (name, table, columns or SQL expressions, WHERE predicate, PostgreSQL INCLUDE columns);
+#: the names and definitions are schema.py's. INCLUDE makes the counts index-only reads.
+_INDEXES: tuple[tuple[str, str, tuple[str, ...], str | None, tuple[str, ...]], ...] = (
+    ("ix_sync_records_lower_loop_return_id", "sync_records", ("lower(loop_return_id)",), None, ()),
+    ("ix_sync_records_lower_order_name", "sync_records", ("lower(order_name)",), None, ()),
     (
-        "ix_sync_records_merchant_status_first_seen_at",
+        "ix_sync_records_lower_tracking_number",
         "sync_records",
-        ("merchant", "status", "first_seen_at"),
+        ("lower(tracking_number)",),
+        None,
+        (),
     ),
-    ("ix_sync_records_created_at", "sync_records", ("created_at",)),
-    ("ix_sync_records_merchant_created_at", "sync_records", ("merchant", "created_at")),
-    ("ix_sync_records_rma_trigger_created_at", "sync_records", ("rma_trigger", "created_at")),
-    ("ix_sync_records_last_run_id", "sync_records", ("last_run_id",)),
-    ("ix_decisions_verdict_decided_at", "decisions", ("verdict", "decided_at")),
+    (
+        "ix_sync_records_attention_first_seen_at",
+        "sync_records",
+        ("first_seen_at", "loop_return_id"),
+        ATTENTION,
+        (),
+    ),
+    (
+        "ix_sync_records_attention_merchant",
+        "sync_records",
+        ("merchant", "first_seen_at", "loop_return_id"),
+        ATTENTION,
+        (),
+    ),
+    (
+        "ix_sync_records_attention_reason",
+        "sync_records",
+        ("reason_code", "merchant", "first_seen_at"),
+        ATTENTION,
+        (),
+    ),
+    (
+        "ix_sync_records_created_at",
+        "sync_records",
+        ("created_at",),
+        None,
+        ("merchant", "status", "rma_trigger", "label_pre_transit_at"),
+    ),
+    (
+        "ix_sync_records_merchant_created_at",
+        "sync_records",
+        ("merchant", "created_at"),
+        None,
+        ("status", "rma_trigger", "label_pre_transit_at"),
+    ),
+    (
+        "ix_sync_records_rma_trigger_created_at",
+        "sync_records",
+        ("rma_trigger", "created_at"),
+        None,
+        ("merchant", "status", "label_pre_transit_at"),
+    ),
+    ("ix_sync_records_last_run_id", "sync_records", ("last_run_id",), None, ()),
+    (
+        "ix_decisions_verdict_decided_at",
+        "decisions",
+        ("verdict", "decided_at"),
+        None,
+        ("merchant", "reason_codes"),
+    ),
     (
         "ix_decisions_merchant_verdict_decided_at",
         "decisions",
         ("merchant", "verdict", "decided_at"),
+        None,
+        ("reason_codes",),
     ),
-    ("ix_decisions_run_id", "decisions", ("run_id",)),
-    ("ix_loop_actions_status_updated_at", "loop_actions", ("status", "updated_at")),
-    ("ix_loop_actions_run_id", "loop_actions", ("run_id",)),
+    ("ix_decisions_run_id", "decisions", ("run_id",), None, ()),
+    (
+        "ix_loop_actions_failed_updated_at",
+        "loop_actions",
+        ("updated_at", "id"),
+        FAILED_ACTION,
+        (),
+    ),
+    (
+        "ix_loop_actions_failed_reason",
+        "loop_actions",
+        ("action", "vendor_code", "merchant", "updated_at"),
+        FAILED_ACTION,
+        (),
+    ),
+    ("ix_loop_actions_run_id", "loop_actions", ("run_id",), None, ()),
 )
 
 
@@ -77,12 +143,20 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             for column in columns:
                 batch.add_column(sa.Column(column, sa.Text(), nullable=True))
-    for name, table, parts in _INDEXES:
-        op.create_index(name, table, [sa.text(p) if "(" in p else p for p in parts])
+    for name, table, parts, where, include in _INDEXES:
+        predicate = sa.text(where) if where else None
+        op.create_index(
+            name,
+            table,
+            [sa.text(p) if "(" in p else p for p in parts],
+            postgresql_where=predicate,
+            sqlite_where=predicate,
+            postgresql_include=list(include),
+        )
 
 
 def downgrade() -> None:
-    for name, table, _parts in reversed(_INDEXES):
+    for name, table, *_definition in reversed(_INDEXES):
         op.drop_index(name, table_name=table)
     for table, columns in _COLUMNS.items():
         with op.batch_alter_table(table) as batch:
