@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.report import BENCHMARKS, machine, write_section  # noqa: E402
+from tests.support.windows import most_in_any_window  # noqa: E402
 
 SECTION = "## Shared vendor rate limiter"
 PG_URL = os.environ.get("RETURNS_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -110,16 +111,6 @@ class Run:
         return self.rate / NOMINAL
 
 
-def most_in_any_window(times: list[float], window: float = 1.0) -> int:
-    ordered = sorted(times)
-    best, start = 0, 0
-    for end, at in enumerate(ordered):
-        while at - ordered[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def run(
     name: str,
     sandbox: Any,
@@ -151,7 +142,7 @@ def run(
     sent = sorted(at for times, _errors in reports for at in times)
     over = sandbox.stats()["whiplash"]["statuses"].get("429", 0) - before
     rate = (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 else 0.0
-    result = Run(name, processes, threads, len(sent), rate, over, most_in_any_window(sent))
+    result = Run(name, processes, threads, len(sent), rate, over, most_in_any_window(sent, 1.0))
     print(
         f"{name}: {processes} process(es) x {threads} thread(s): {len(sent)} requests, "
         f"{rate:.2f}/s ({result.share:.1%} of {NOMINAL:.0f}/s), 429s: {over}, "

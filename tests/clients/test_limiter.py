@@ -36,17 +36,7 @@ from include.returns_sync.state.rate_limits import (
 )
 from tests.clients.conftest import set_connection
 from tests.support.clock import FakeBucketTime
-
-
-def most_in_any_window(times: list[float], window: float) -> int:
-    """The most sends any half-open window [t, t + window) holds (what the sandbox counts)."""
-    ordered = sorted(times)
-    best, start = 0, 0
-    for end, at in enumerate(ordered):
-        while at - ordered[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
+from tests.support.windows import most_in_any_window
 
 
 class TestGcraArithmetic:

@@ -18,8 +18,8 @@ import pytest
 from include.returns_sync.clients.limiter import WHIPLASH_LIMIT
 from include.returns_sync.state import StateStore
 from tests.clients.limiter_workers import run_senders
-from tests.clients.test_limiter import most_in_any_window
 from tests.support.postgres import pg_admin, pg_url  # noqa: F401 (fixtures)
+from tests.support.windows import most_in_any_window
 
 KEY = "whiplash:0123456789abcdef"
 RATE = WHIPLASH_LIMIT.default_rate_per_second

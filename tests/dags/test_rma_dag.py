@@ -273,7 +273,7 @@ def test_refused_whiplash_credentials_on_create_fail_the_run_loudly(
     sandbox = pipeline_env
     truth = sandbox.seed_day(n=10)
 
-    def refuse(body: Any) -> Any:
+    def refuse(*_: Any) -> Any:
         raise WhiplashApiError(403, "The access token is not allowed to create consumer returns")
 
     monkeypatch.setattr(sandbox.whiplash, "create_consumer_return", refuse)

@@ -22,7 +22,7 @@ from include.returns_sync.sandbox.merchants import merchant_ids
 from include.returns_sync.sandbox.signing import sign_loop, sign_whiplash
 from tests.conftest import REPO_ROOT
 from tests.sandbox.conftest import WebhookReceiver
-from tests.sandbox.test_whiplash_contract import Contract, _assert_conforms, load_contract
+from tests.support.whiplash_contract import Contract, assert_conforms, load_contract
 
 ACME, BRAVA = "acme", "brava"
 
@@ -259,7 +259,7 @@ def test_x_customer_id_scopes_items_orders_and_lookups(two: Sandbox, contract: C
     assert hidden.status_code == 404
     unknown = _whiplash(two, 999).get(f"{two.whiplash_url}/api/v2/items", timeout=5)
     assert unknown.status_code == 403 and "999" in unknown.json()["message"]
-    _assert_conforms(contract, [everyone, unknown])
+    assert_conforms(contract, [everyone, unknown])
 
 
 def test_a_consumer_return_belongs_to_the_customer_it_was_created_for(
@@ -292,7 +292,7 @@ def test_a_consumer_return_belongs_to_the_customer_it_was_created_for(
     both = _whiplash(two).get(url, params=search, timeout=5).json()
     assert sorted(r["customer_id"] for r in both) == [acme, brava]
     assert two.whiplash.creates_count(rid) == 2 and two.whiplash.creates_count(rid, acme) == 1
-    _assert_conforms(contract, [r for r in exchanges if r.status_code in (200, 201, 409, 422)])
+    assert_conforms(contract, [r for r in exchanges if r.status_code in (200, 201, 409, 422)])
 
 
 def test_without_the_header_a_return_belongs_to_its_orders_customer_and_never_mixes(

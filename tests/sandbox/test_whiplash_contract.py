@@ -16,100 +16,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
-from openapi_core.exceptions import OpenAPIError
 from openapi_core.validation.request.exceptions import InvalidRequestBody
-from openapi_schema_validator import OAS31Validator
 
 from include.returns_sync.sandbox.serving import serve_in_thread
 from include.returns_sync.sandbox.whiplash import WhiplashBackend, build_whiplash_app
 from tests.sandbox.conftest import WebhookReceiver
-
-CR = "ApiV2EntitiesConsumerReturn"
-RI = "ApiV2EntitiesReturnItem"
-IN_TRANSIT = "api.v2.consumer_return.in_transit"
-# (schema, property) -> (vendor example, path inside it that shows null)
-NULLABLE_ERRATA: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {
-    (CR, "arrived_at"): (IN_TRANSIT, ("arrived_at",)),
-    (CR, "exchange_order"): (IN_TRANSIT, ("exchange_order",)),
-    # A return without an order renders its nil association as null, as exchange_order does.
-    (CR, "order"): (IN_TRANSIT, ("exchange_order",)),
-    # ConsumerReturn is a Shipnotice (same table); shipnotices show a null carrier.
-    (CR, "carrier"): ("api.v2.shipnotice.in_transit", ("carrier",)),
-    (RI, "extended_description"): (IN_TRANSIT, ("return_items", 0, "extended_description")),
-    (RI, "order_item_id"): (IN_TRANSIT, ("return_items", 0, "order_item_id")),
-    (RI, "return_item_originator_id"): (
-        IN_TRANSIT,
-        ("return_items", 0, "return_item_originator_id"),
-    ),
-    (RI, "originator_id"): (IN_TRANSIT, ("return_items", 0, "originator_id")),
-}
-
-
-def _drop_null_examples(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: _drop_null_examples(v)
-            for k, v in node.items()
-            if not (k == "examples" and v is None)
-        }
-    if isinstance(node, list):
-        return [_drop_null_examples(item) for item in node]
-    return node
-
-
-def _make_nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return {"anyOf": [{"$ref": schema["$ref"]}, {"type": "null"}]}
-    patched = dict(schema)
-    kinds = patched["type"] if isinstance(patched["type"], list) else [patched["type"]]
-    patched["type"] = [*kinds, "null"] if "null" not in kinds else kinds
-    return patched
-
-
-@dataclass
-class Contract:
-    raw: dict[str, Any]
-    api: OpenAPI
-    patched: dict[str, Any]
-
-    def entity_errors(self, schema_name: str, value: Any) -> list[str]:
-        validator = OAS31Validator(
-            {
-                "$ref": f"#/components/schemas/{schema_name}",
-                "components": self.patched["components"],
-            }
-        )
-        return [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(value)
-        ]
+from tests.support.whiplash_contract import (
+    CR,
+    NULLABLE_ERRATA,
+    Contract,
+    assert_conforms,
+    load_contract,
+)
 
 
 @pytest.fixture(scope="module")
 def contract(contracts_dir: Path) -> Contract:
     """The ~1 MB spec, loaded and patched once per module."""
     return load_contract(contracts_dir)
-
-
-def load_contract(contracts_dir: Path) -> Contract:
-    """The spec with its documented patches (shared with the merchants tests)."""
-    raw = json.loads((contracts_dir / "whiplash" / "rydership-v2.openapi.json").read_text())
-    patched = _drop_null_examples(deepcopy(raw))
-    schemas = patched["components"]["schemas"]
-    for schema_name, prop in NULLABLE_ERRATA:
-        schemas[schema_name]["properties"][prop] = _make_nullable(
-            schemas[schema_name]["properties"][prop]
-        )
-    return Contract(raw, OpenAPI.from_dict(patched), patched)
 
 
 @dataclass
@@ -182,18 +113,6 @@ def _return_body(original_id: str, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return {key: value for key, value in body.items() if value is not None}
-
-
-def _assert_conforms(contract: Contract, exchanges: list[requests.Response]) -> None:
-    for response in exchanges:
-        openapi_request = RequestsOpenAPIRequest(response.request)
-        what = f"{response.request.method} {response.request.path_url} -> {response.status_code}"
-        try:
-            contract.api.validate_request(openapi_request)
-            contract.api.validate_response(openapi_request, RequestsOpenAPIResponse(response))
-        except OpenAPIError as exc:
-            cause = getattr(exc.__cause__, "schema_errors", None) or exc.__cause__ or exc
-            pytest.fail(f"{what} does not conform to the spec: {cause}")
 
 
 # --------------------------------------------------------------------------- the patches
@@ -295,7 +214,7 @@ def test_every_successful_answer_and_its_request_conform_to_the_spec(
         (r.request.path_url, r.status_code, r.text) for r in exchanges if r.status_code >= 300
     ]
     assert {r.status_code for r in exchanges} == {200, 201, 204}
-    _assert_conforms(contract, exchanges)
+    assert_conforms(contract, exchanges)
 
 
 def test_strict_paging_answers_and_their_requests_conform_to_the_spec(
@@ -331,7 +250,7 @@ def test_strict_paging_answers_and_their_requests_conform_to_the_spec(
     assert all("Per-Page" not in page.headers for page in pages)
     assert len(ignored.json()) == 2 and exchanges[-1].json() == {"count": 2}
     assert {r.status_code for r in exchanges} == {200}
-    _assert_conforms(contract, exchanges)
+    assert_conforms(contract, exchanges)
 
 
 def test_documented_error_answers_conform_to_the_spec(
@@ -350,7 +269,7 @@ def test_documented_error_answers_conform_to_the_spec(
     exchanges = whiplash.drain()
 
     assert [r.status_code for r in exchanges] == [201, 409, 422, 422, 401, 401, 401, 401]
-    _assert_conforms(contract, exchanges)
+    assert_conforms(contract, exchanges)
 
 
 @pytest.mark.parametrize(

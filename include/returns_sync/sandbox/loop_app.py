@@ -49,8 +49,8 @@ def build_loop_app(backends: LoopBackend | Mapping[str, LoopBackend]) -> FastAPI
             assert isinstance(backends, LoopBackend)
             if key == backends.api_key:
                 return backends
-        elif key is not None and key in shops:
-            return shops[key]
+        elif key is not None and key in shops and shops[key].api_key == key:
+            return shops[key]  # a shop whose key was changed (revoked) no longer answers to it
         raise LoopError(401, UNAUTHORIZED)
 
     # A default, not an Annotated alias: this module's annotations are strings, and FastAPI
