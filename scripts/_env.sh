@@ -30,7 +30,7 @@ if [ ! -f "$AIRFLOW_HOME/.migrated" ] || [ "$(cat "$AIRFLOW_HOME/.migrated")" !=
   echo ">> airflow db migrate ($AIRFLOW_HOME)" >&2
   airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }
   # Pools bound concurrent API tasks across all workers (PRODUCT.md "pools for rate limits").
-  slots="${RETURNS_SYNC_API_POOL_SLOTS:-2}"   # each task then throttles to limit / slots
+  slots="${RETURNS_SYNC_API_POOL_SLOTS:-2}"   # concurrency only; the rate is shared per account
   airflow pools set loop_api "$slots" "Loop API: 300 requests/min per key" >/dev/null
   airflow pools set whiplash_api "$slots" "Whiplash API: 10 requests/s per account" >/dev/null
   echo "$want" > "$AIRFLOW_HOME/.migrated"

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from include.returns_sync.clients import policy
+from include.returns_sync.clients.limiter import process_limiter
 from include.returns_sync.clients.oauth import reset_token_cache
-from include.returns_sync.clients.policy import RetryPolicy, reset_shared_buckets
+from include.returns_sync.clients.policy import RetryPolicy
 from include.returns_sync.sandbox import Sandbox
 from tests.support.clock import FakeBucketTime
 
@@ -29,12 +30,12 @@ FAST_TIMEOUT = (0.5, 0.5)
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state() -> Iterator[None]:
-    """Token cache and rate-limit buckets are per process; give every test a clean one."""
+    """Token cache and the process-local send schedules; give every test a clean one."""
     reset_token_cache()
-    reset_shared_buckets()
+    process_limiter().reset()
     yield
     reset_token_cache()
-    reset_shared_buckets()
+    process_limiter().reset()
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
-"""The one retry policy and the token bucket, tested as pure values (no HTTP, no sleeping)."""
+"""The one retry policy, tested as pure values (no HTTP, no sleeping); the limiter has test_limiter.py."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -22,11 +21,8 @@ from include.returns_sync.clients.errors import (
 from include.returns_sync.clients.policy import (
     RetryAfterOrBackoff,
     RetryPolicy,
-    TokenBucket,
-    shared_bucket,
 )
 from tests.clients.conftest import SleepRecorder
-from tests.support.clock import FakeBucketTime
 
 
 def failing_then_ok(*errors: VendorError) -> tuple[list[int], Callable[[], str]]:
@@ -169,75 +165,6 @@ class TestHowLongItWaits:
             RetryPolicy(max_attempts=0)
         with pytest.raises(ValueError, match="base_seconds"):
             RetryPolicy(base_seconds=-1)
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-class TestTokenBucket:
-    def test_requests_are_spaced_to_the_rate_after_the_burst(self) -> None:
-        fake = FakeTime()
-        bucket = TokenBucket(10.0, burst=2, clock=fake.clock, sleep=fake.sleep)
-        waits = [bucket.acquire() for _ in range(5)]
-        assert waits[:2] == [0.0, 0.0]
-        assert waits[2:] == pytest.approx([0.1, 0.1, 0.1])
-
-    def test_idle_time_refills_but_never_beyond_the_burst(self) -> None:
-        fake = FakeTime()
-        bucket = TokenBucket(5.0, burst=1, clock=fake.clock, sleep=fake.sleep)
-        bucket.acquire()
-        fake.now += 60
-        assert bucket.acquire() == 0.0
-        assert bucket.acquire() == pytest.approx(0.2)
-
-    def test_threads_share_one_budget(self) -> None:
-        """20 threads at 200/s with burst 1, all at one instant: each waits its turn in line."""
-        fake = FakeBucketTime(frozen=True)
-        bucket = TokenBucket(200.0, burst=1, clock=fake.clock, sleep=fake.sleep)
-        gate = threading.Barrier(20)
-        waits: list[float] = []
-        lock = threading.Lock()
-
-        def take() -> None:
-            gate.wait()
-            waited = bucket.acquire()
-            with lock:
-                waits.append(waited)
-
-        threads = [threading.Thread(target=take) for _ in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert sorted(waits) == pytest.approx([i / 200 for i in range(20)])
-        assert sorted(fake.slept) == pytest.approx([i / 200 for i in range(1, 20)])
-
-    def test_a_bucket_needs_a_positive_rate(self) -> None:
-        with pytest.raises(ValueError, match="rate_per_second"):
-            TokenBucket(0)
-
-    def test_hooks_of_one_connection_share_a_bucket_and_zero_disables_it(self) -> None:
-        first = shared_bucket("loop:loop_default", 5.0)
-        assert shared_bucket("loop:loop_default", 5.0) is first
-        assert shared_bucket("whiplash:whiplash_default", 10.0) is not first
-        assert shared_bucket("loop:other", 0) is None
-        assert shared_bucket("loop:other", None) is None
-
-    def test_asking_with_a_new_rate_reconfigures_the_shared_bucket(self) -> None:
-        first = shared_bucket("loop:loop_default", 5.0)
-        again = shared_bucket("loop:loop_default", 2.5)
-        assert again is first
-        assert first is not None and first.rate_per_second == 2.5
 
 
 class TestLoopsRateLimitStorm:

@@ -106,10 +106,15 @@ def session(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
         host=sandbox.whiplash_url,
         login="sandbox-client",
         password="sandbox-secret",
-        extra={"refresh_token": "sandbox-refresh-0", "customer_id": 1},
+        extra={"refresh_token": "sandbox-refresh-0"},
     )
     loop = LoopHook(retry_policy=zero_wait(), rate_limit_per_second=0, timeout=FAST_TIMEOUT)
-    whiplash = WhiplashHook(retry_policy=zero_wait(), rate_limit_per_second=0, timeout=FAST_TIMEOUT)
+    whiplash = WhiplashHook(
+        retry_policy=zero_wait(),
+        rate_limit_per_second=0,
+        timeout=FAST_TIMEOUT,
+        customer_id=1,  # the merchant inside the account, as runtime passes it
+    )
     loop_sent, whiplash_sent = record_requests(loop), record_requests(whiplash)
 
     now = datetime.now(UTC)

@@ -19,6 +19,7 @@ from include.returns_sync.clients.errors import (
     VendorConflict,
     VendorValidationError,
 )
+from include.returns_sync.clients.limiter import ProcessLimiter
 from include.returns_sync.clients.oauth import (
     InMemoryTokenStore,
     StateStoreTokenStore,
@@ -548,6 +549,39 @@ def test_customer_and_shop_ids_travel_as_headers(
     assert whiplash_connection.whiplash.last_shop_id == "88"
 
 
+def test_the_hooks_customer_id_goes_on_every_api_call_and_never_on_the_token_request(
+    whiplash_connection: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merchant's customer id (hook argument) wins over the connection's extra, on every API
+    call including a retry with a renewed token; the shared token request carries none."""
+    keys = getattr(whiplash_connection, "merchant_keys", None)
+    customer = int(keys("default")["whiplash_customer_id"] or 4711) if keys else 4711
+    set_connection(
+        monkeypatch,
+        "whiplash_default",
+        conn_type="whiplash",
+        host=whiplash_connection.whiplash_url,
+        login="sandbox-client",
+        password="sandbox-secret",
+        extra={"customer_id": 77},
+    )
+    catalog = Catalog(whiplash_connection)
+    hook = make_hook(customer_id=customer)
+    sent: list[Any] = []
+    hook.get_conn().hooks["response"].append(lambda response, **_: sent.append(response.request))
+    hook.find_items_by_sku([item["sku"] for item in catalog.items])
+    hook.find_orders_by_name(["#1001"])
+    hook.find_consumer_returns_by_loop_ids(["L-1", "L-2"])
+    hook.list_notification_subscriptions()
+    whiplash_connection.whiplash.revoke_all_tokens()  # the next call meets a 401 first
+    hook.notification_events()
+    token_requests = [r for r in sent if r.path_url.startswith("/oauth/token")]
+    api_calls = [r for r in sent if r.path_url.startswith("/api/v2/")]
+    assert len(token_requests) == 2 and len(api_calls) >= 6 and len(sent) == len(api_calls) + 2
+    assert {r.headers.get("X-Customer-ID") for r in api_calls} == {str(customer)}
+    assert all("X-Customer-ID" not in r.headers for r in token_requests)
+
+
 def test_test_connection_reports_success_with_the_host(whiplash_connection: Sandbox) -> None:
     ok, message = make_hook().test_connection()
     assert ok and whiplash_connection.whiplash_url in message
@@ -608,14 +642,24 @@ def test_the_default_throttle_keeps_a_burst_under_whiplash_rate_limit(
     fake = FakeBucketTime(real_sleep=True)
     monkeypatch.setattr(policy, "BUCKET_TIME", fake.source())
     whiplash_connection.set_rate_limits(True, vendor="whiplash")
-    hook = WhiplashHook(retry_policy=zero_wait(1), timeout=FAST_TIMEOUT)  # 9/s default
+    hook = WhiplashHook(retry_policy=zero_wait(1), timeout=FAST_TIMEOUT, limiter=ProcessLimiter())
     for _ in range(14):
         hook.list_notification_subscriptions()
-    # one steady spacing of at least 1/9 s (9/s, shared by the API pool's slots) after the first
+    # given a limiter, one steady spacing of 1/9.2 s (92 % of the account's 10/s)
     assert len(fake.slept) >= 13
     assert max(fake.slept) == pytest.approx(min(fake.slept))
-    assert min(fake.slept) >= 1 / 9 - 1e-9
+    assert min(fake.slept) == pytest.approx(1 / 9.2)
     assert "429" not in whiplash_connection.stats()["whiplash"]["statuses"]
+
+
+def test_without_a_limiter_the_default_rate_is_split_by_the_pools_slots(
+    whiplash_connection: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process-local fallback cannot see other processes: it keeps the old split."""
+    monkeypatch.setenv("RETURNS_SYNC_API_POOL_SLOTS", "4")
+    assert WhiplashHook().rate_per_second() == pytest.approx(9.2 / 4)
+    assert WhiplashHook(limiter=ProcessLimiter()).rate_per_second() == pytest.approx(9.2)
+    assert WhiplashHook(rate_limit_per_second=3).rate_per_second() == 3
 
 
 def _wal(database: Path) -> bytes:

@@ -97,6 +97,11 @@ class Contract:
 @pytest.fixture(scope="module")
 def contract(contracts_dir: Path) -> Contract:
     """The ~1 MB spec, loaded and patched once per module."""
+    return load_contract(contracts_dir)
+
+
+def load_contract(contracts_dir: Path) -> Contract:
+    """The spec with its documented patches (shared with the merchants tests)."""
     raw = json.loads((contracts_dir / "whiplash" / "rydership-v2.openapi.json").read_text())
     patched = _drop_null_examples(deepcopy(raw))
     schemas = patched["components"]["schemas"]

@@ -1,8 +1,8 @@
 """HTTP clients: the only layer that talks to Loop and Whiplash.
 
 Errors, the retry policy and the token store are light and imported eagerly; the hooks (which
-pull in Airflow's HTTP provider) load on first access, so `from include.returns_sync.clients
-import VendorError` stays cheap in DAG files and domain code.
+pull in Airflow's HTTP provider) and the limiters (SQLAlchemy) load on first access, so
+`from include.returns_sync.clients import VendorError` stays cheap in DAG files and domain code.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from include.returns_sync.clients.oauth import (
     StateStoreTokenStore,
     TokenStore,
 )
-from include.returns_sync.clients.policy import RetryPolicy, TokenBucket
+from include.returns_sync.clients.policy import RetryPolicy
 
 if TYPE_CHECKING:
+    from include.returns_sync.clients.limiter import ProcessLimiter, SharedLimiter
     from include.returns_sync.clients.loop import LoopHook
     from include.returns_sync.clients.whiplash import WhiplashHook
 
@@ -40,9 +41,10 @@ __all__ = [
     "InMemoryTokenStore",
     "LoopActionRejected",
     "LoopHook",
+    "ProcessLimiter",
     "RetryPolicy",
+    "SharedLimiter",
     "StateStoreTokenStore",
-    "TokenBucket",
     "TokenStore",
     "VendorAuthError",
     "VendorBadResponse",
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ProcessLimiter": "include.returns_sync.clients.limiter",
+    "SharedLimiter": "include.returns_sync.clients.limiter",
     "LoopHook": "include.returns_sync.clients.loop",
     "WhiplashHook": "include.returns_sync.clients.whiplash",
 }

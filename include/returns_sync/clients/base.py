@@ -1,7 +1,8 @@
 """What Loop and Whiplash hooks share: connection, session, one request path, errors, counters.
 
-Every vendor request goes through `VendorHook._call`: count it, take a token from the shared
-rate limiter, add credentials, send with a timeout, turn the answer into JSON or a `VendorError`,
+Every vendor request goes through `VendorHook._call`: count it, wait for its send time from the
+rate limiter of its vendor account (`limiter.py`), add credentials, send with a timeout, turn the
+answer into JSON or a `VendorError`,
 all under the one `RetryPolicy`. Subclasses only say which endpoints to call and how to read them.
 
 Deliberate differences from `HttpHook`:
@@ -41,7 +42,13 @@ from include.returns_sync.clients.errors import (
     parse_json_body,
     parse_retry_after,
 )
-from include.returns_sync.clients.policy import RetryPolicy, TokenBucket, shared_bucket
+from include.returns_sync.clients.limiter import (
+    Pace,
+    RateLimiter,
+    VendorLimit,
+    process_limiter,
+)
+from include.returns_sync.clients.policy import RetryPolicy
 from include.returns_sync.settings import settings
 
 log = logging.getLogger(__name__)
@@ -95,9 +102,10 @@ def resolve_base_url(host: str | None, schema: str | None, port: int | None, def
 def api_pool_slots() -> int:
     """How many API tasks may run at once per vendor (the `loop_api` / `whiplash_api` pools).
 
-    Each worker process throttles itself; dividing the vendor's rate by the pool's slots keeps
-    the sum of all processes under the vendor's limit (`RETURNS_SYNC_API_POOL_SLOTS`, default 2,
-    the size `scripts/_env.sh` gives both pools).
+    Concurrency (`RETURNS_SYNC_API_POOL_SLOTS`, default 2, the size `scripts/_env.sh` gives both
+    pools): with the shared limiter the rate is kept per vendor account whatever the number of
+    tasks. Only a hook without one (process-local fallback) still divides its default rate by
+    it, since it cannot see the other processes.
     """
     return settings().api_pool_slots
 
@@ -106,14 +114,19 @@ class VendorHook(HttpHook):
     """Base of `LoopHook` and `WhiplashHook`; not used on its own.
 
     One instance per thread (it owns a `requests` session); instances of one connection share
-    the access token and the rate budget, so creating more is cheap.
+    the access token, and every hook of one vendor account shares one send schedule through
+    `limiter`, so creating more is cheap. Runtime passes a `SharedLimiter` over the state store,
+    shared by every process of the deployment. Without one the hook falls back to this process's
+    `process_limiter()`, and its default rate is then divided by `api_pool_slots()` (the old
+    per-process split), so a hook built without the store still keeps the deployment under the
+    vendor's limit; a rate given explicitly (argument, `rate_limit` extra) is used as it is.
     """
 
     vendor: ClassVar[str] = "vendor"
     #: Connection types accepted besides the hook's own `conn_type`.
     accepted_conn_types: ClassVar[frozenset[str]] = frozenset({"http", "https"})
-    #: Requests per second when neither the hook nor the connection says otherwise.
-    default_rate_per_second: ClassVar[float] = 1.0
+    #: The vendor's published limit per account; the default rate is `HEADROOM` of it.
+    vendor_limit: ClassVar[VendorLimit] = VendorLimit(1, 1.0)
     #: What to check when the vendor refuses our credentials.
     credential_hint: ClassVar[str] = "credentials"
     #: The connection's fields, for the message when it is not defined at all.
@@ -126,6 +139,7 @@ class VendorHook(HttpHook):
         retry_policy: RetryPolicy | None = None,
         rate_limit_per_second: float | None = None,
         timeout: Timeout | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(method="GET", http_conn_id=conn_id)
         self.retry_policy = retry_policy or RetryPolicy()
@@ -133,8 +147,10 @@ class VendorHook(HttpHook):
         self._rate_override = rate_limit_per_second
         self._session: requests.Session | None = None
         self._connection: Any = None
-        self._bucket: TokenBucket | None = None
-        self._bucket_resolved = False
+        self.limiter: RateLimiter = limiter or process_limiter()
+        self._shared = limiter is not None
+        self._pace: Pace | None = None
+        self._pace_resolved = False
         #: Logical calls by operation (each page of a list counts once): "calls per return".
         self.calls: Counter[str] = Counter()
         #: HTTP requests actually sent by operation, retries and token requests included.
@@ -208,24 +224,44 @@ class VendorHook(HttpHook):
                 f"connection {self.conn_id!r}: extra 'timeout' must be a number of seconds"
             ) from None
 
-    def _rate_limiter(self) -> TokenBucket | None:
-        if not self._bucket_resolved:
-            rate = self._rate_override
-            if rate is None:
-                configured = self.extras.get("rate_limit")
-                if configured is not None:
-                    try:
-                        rate = float(configured)
-                    except (TypeError, ValueError):
-                        raise ValueError(
-                            f"connection {self.conn_id!r}: extra 'rate_limit' must be requests "
-                            f"per second (0 disables throttling), got {configured!r}"
-                        ) from None
-            if rate is None:
-                rate = self.default_rate_per_second / api_pool_slots()
-            self._bucket = shared_bucket(f"{self.vendor}:{self.conn_id}", rate)
-            self._bucket_resolved = True
-        return self._bucket
+    def rate_per_second(self) -> float:
+        """The rate this hook keeps its vendor account to (0: not throttled).
+
+        The hook's `rate_limit_per_second`, else the connection's `rate_limit` extra, else
+        `HEADROOM` of the vendor's published limit. With an injected (shared) limiter it is the
+        rate of the whole account, every task and worker together; with the process-local
+        fallback the default is divided by the API pools' slots (see the class docstring).
+        """
+        rate = self._rate_override
+        if rate is None:
+            configured = self.extras.get("rate_limit")
+            if configured is not None:
+                try:
+                    rate = float(configured)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"connection {self.conn_id!r}: extra 'rate_limit' must be requests "
+                        f"per second (0 disables throttling), got {configured!r}"
+                    ) from None
+        if rate is None:
+            rate = self.vendor_limit.default_rate_per_second
+            if not self._shared:
+                rate /= api_pool_slots()
+        return max(0.0, rate)
+
+    def account_key(self) -> str:
+        """The vendor account this hook's requests count against (no secret in it)."""
+        raise NotImplementedError
+
+    def pace(self) -> Pace | None:
+        """What the limiter enforces for this hook's account, or None when throttling is off."""
+        if not self._pace_resolved:
+            rate = self.rate_per_second()
+            self._pace = (
+                Pace.for_rate(self.account_key(), rate, self.vendor_limit) if rate > 0 else None
+            )
+            self._pace_resolved = True
+        return self._pace
 
     # ------------------------------------------------------------------ credentials (subclasses)
 
@@ -409,9 +445,9 @@ class _Sender:
 
     def __call__(self, headers: Mapping[str, str]) -> requests.Response:
         hook = self.hook
-        bucket = hook._rate_limiter()
-        if bucket is not None:
-            bucket.acquire()
+        pace = hook.pace()
+        if pace is not None:
+            hook.limiter.acquire(pace)
         hook.http_requests[self.operation] += 1
         started = time.monotonic()
         try:

@@ -2,7 +2,8 @@
 
 Connection `loop_default` (type `http` or `loop`): host = API base URL (default
 `https://api.loopreturns.com/api/v1`, may carry scheme and path), password = API key, sent raw as
-`X-Authorization`. Optional extras: `rate_limit` (requests/second; Loop allows 300/min per key),
+`X-Authorization`. Optional extras: `rate_limit` (requests/second for the API key, all processes
+together; default 4.6/s, 92 % of Loop's 300/min per key),
 `timeout`, `webhook_secret` (read by the webhook endpoint, never sent).
 
 Loop quirks handled here (docs/loop-api.md): the detailed list answers only the last 24 hours
@@ -25,6 +26,7 @@ from include.returns_sync.clients.errors import (
     VendorValidationError,
     describe_error_body,
 )
+from include.returns_sync.clients.limiter import LOOP_LIMIT, RateLimiter, VendorLimit, account_key
 from include.returns_sync.clients.pagination import (
     PaginationError,
     loop_cursor_pages,
@@ -34,7 +36,6 @@ from include.returns_sync.clients.policy import RetryPolicy
 from include.returns_sync.models import LoopNote, LoopReturn
 from include.returns_sync.provider import (
     LOOP_DEFAULT_HOST,
-    LOOP_DEFAULT_RATE,
     connection_form_widgets,
     ui_field_behaviour,
 )
@@ -52,11 +53,13 @@ WEBHOOK_STATUSES = frozenset({"active", "inactive"})
 class LoopHook(VendorHook):
     """Talks to Loop Returns with an API key; every call is throttled, retried and counted.
 
-    :param loop_conn_id: Airflow connection id (default `loop_default`).
+    :param loop_conn_id: Airflow connection id (default `loop_default`); `conn_id=` is the same.
     :param retry_policy: the retry policy (default `RetryPolicy()`; tests pass zero waits).
-    :param rate_limit_per_second: overrides the connection's `rate_limit` extra (default 4.5/s,
-        10 % under Loop's 300/min); 0 disables client-side throttling.
+    :param rate_limit_per_second: overrides the connection's `rate_limit` extra (default 4.6/s,
+        92 % of Loop's 300/min per API key, for every process together); 0 disables throttling.
     :param timeout: seconds, or (connect, read) seconds, per HTTP request.
+    :param limiter: where send times are reserved (runtime passes `SharedLimiter(store)`, shared
+        by every process); default the process-local `process_limiter()`.
     """
 
     conn_name_attr = "loop_conn_id"
@@ -66,7 +69,7 @@ class LoopHook(VendorHook):
     default_host = LOOP_DEFAULT_HOST
 
     vendor: ClassVar[str] = "loop"
-    default_rate_per_second: ClassVar[float] = LOOP_DEFAULT_RATE
+    vendor_limit: ClassVar[VendorLimit] = LOOP_LIMIT
     credential_hint: ClassVar[str] = "API key (password field) and its Returns scope"
     connection_fields: ClassVar[str] = (
         f"type http, host = the API base URL such as {LOOP_DEFAULT_HOST}, password = the API key"
@@ -76,17 +79,21 @@ class LoopHook(VendorHook):
         self,
         loop_conn_id: str = default_conn_name,
         *,
+        conn_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         rate_limit_per_second: float | None = None,
         timeout: float | tuple[float, float] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        chosen = conn_id or loop_conn_id
         super().__init__(
-            loop_conn_id,
+            chosen,
             retry_policy=retry_policy,
             rate_limit_per_second=rate_limit_per_second,
             timeout=timeout,
+            limiter=limiter,
         )
-        self.loop_conn_id = loop_conn_id
+        self.loop_conn_id = chosen
 
     # ------------------------------------------------------------------ Airflow UI
 
@@ -124,6 +131,10 @@ class LoopHook(VendorHook):
                 f"connection {self.conn_id!r} has no Loop API key: put it in the password field"
             )
         return {"X-Authorization": str(key)}
+
+    def account_key(self) -> str:
+        """Loop limits per API key: `loop:` + a hash of the key (never the key itself)."""
+        return account_key(self.vendor, self._auth_headers()["X-Authorization"])
 
     # ------------------------------------------------------------------ return data
 

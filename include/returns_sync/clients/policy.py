@@ -17,20 +17,14 @@ Retry policy (`RetryPolicy`, built on tenacity):
   sent). Any other transient failure after sending becomes `AmbiguousWriteError`, and the caller
   looks the resource up before trying again.
 
-Rate limiter (`TokenBucket`): a thread-safe token bucket shared by every hook instance of the same
-vendor connection in this process (`shared_bucket`). It smooths requests to the configured rate
-so the vendor's 429 stays the exception (defaults 10 % under the limits: Loop 300/min per key ->
-4.5/s; Whiplash 10/s per account -> 9/s).
-It only sees this process: Airflow pools (`loop_api`, `whiplash_api`) bound how many tasks call a
-vendor at once across all workers, so set each process's rate to the vendor limit divided by the
-pool's slots (hook parameter `rate_limit_per_second`, or connection extra `rate_limit`).
+Rate limiting lives in `limiter.py` (one send schedule per vendor account, shared by every
+process through the state store); this module only keeps its time source, `BUCKET_TIME`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -266,94 +260,13 @@ def _log_retry(state: tenacity.RetryCallState, describe: str, policy: RetryPolic
 
 @dataclass(frozen=True)
 class BucketTime:
-    """The time source of a `TokenBucket`: a monotonic clock and a sleep."""
+    """The time source of the process-local rate limiter: a monotonic clock and a sleep."""
 
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
 
-#: What a bucket made without its own `clock`/`sleep` uses, read when the bucket is made (the
-#: shared buckets of the hooks too). Tests replace it with a fake time source
-#: (`monkeypatch.setattr(policy, "BUCKET_TIME", ...)` before the first bucket is made), so no
-#: throttling test depends on the wall clock.
+#: What `limiter.ProcessLimiter` uses unless given its own `clock`/`sleep`, read at every call.
+#: Tests replace it with a fake time source (`monkeypatch.setattr(policy, "BUCKET_TIME", ...)`),
+#: so no throttling test depends on the wall clock.
 BUCKET_TIME = BucketTime()
-
-
-class TokenBucket:
-    """Thread-safe token bucket: at most `burst` requests at once, `rate_per_second` sustained.
-
-    `acquire()` reserves a token and sleeps outside the lock until it is due, so waiting threads
-    queue up fairly without spinning. With burst 1, any window of T seconds holds at most
-    1 + rate * T requests, which keeps a sliding-window vendor limit satisfied.
-    `clock` and `sleep` default to `BUCKET_TIME` (the real monotonic clock and sleep).
-    """
-
-    def __init__(
-        self,
-        rate_per_second: float,
-        burst: float = 1.0,
-        *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> None:
-        self._lock = threading.Lock()
-        clock = clock or BUCKET_TIME.clock
-        self._clock = clock
-        self._sleep = sleep or BUCKET_TIME.sleep
-        self.configure(rate_per_second, burst)
-        self._tokens = self.burst
-        self._updated = clock()
-
-    def configure(self, rate_per_second: float, burst: float = 1.0) -> None:
-        """Change the rate (e.g. a connection's `rate_limit` extra changed); keeps the balance."""
-        if rate_per_second <= 0:
-            raise ValueError(f"rate_per_second must be > 0, got {rate_per_second}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        with self._lock:
-            self.rate_per_second = float(rate_per_second)
-            self.burst = float(burst)
-            if hasattr(self, "_tokens"):
-                self._tokens = min(self._tokens, self.burst)
-
-    def acquire(self) -> float:
-        """Take one token, sleeping until it is available; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate_per_second)
-            self._updated = now
-            self._tokens -= 1.0
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate_per_second
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
-_BUCKETS: dict[str, TokenBucket] = {}
-_BUCKETS_LOCK = threading.Lock()
-
-
-def shared_bucket(
-    key: str, rate_per_second: float | None, burst: float = 1.0
-) -> TokenBucket | None:
-    """The process-wide bucket for `key` (vendor + connection), or None when throttling is off.
-
-    A rate of None or <= 0 disables throttling. Asking again with another rate re-configures the
-    existing bucket, so every hook instance of that connection keeps sharing one budget.
-    """
-    if rate_per_second is None or rate_per_second <= 0:
-        return None
-    with _BUCKETS_LOCK:
-        bucket = _BUCKETS.get(key)
-        if bucket is None:
-            bucket = _BUCKETS[key] = TokenBucket(rate_per_second, burst)
-        elif bucket.rate_per_second != rate_per_second or bucket.burst != burst:
-            bucket.configure(rate_per_second, burst)
-        return bucket
-
-
-def reset_shared_buckets() -> None:
-    """Forget every shared bucket (tests)."""
-    with _BUCKETS_LOCK:
-        _BUCKETS.clear()

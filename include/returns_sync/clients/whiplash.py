@@ -5,9 +5,15 @@ Connection `whiplash_default` (type `http` or `whiplash`): host = `https://www.g
 `refresh_token` (refresh grant; rotated tokens are persisted through the injected `TokenStore`
 and preferred once present; with the state store the token is shared by every process and
 refreshed by one at a time, see `oauth.py`) or none (client-credentials grant); `scope` (sent
-with the client-credentials grant, default `app_manage`, "" sends none); `customer_id` / `shop_id` (sent
-as `X-Customer-ID` / `X-Shop-ID`); `rate_limit` (requests/second, Whiplash allows 10/s per
-account); `timeout`; `webhook_secret` (read by the webhook endpoint, never sent).
+with the client-credentials grant, default `app_manage`, "" sends none); `customer_id` / `shop_id`
+(sent as `X-Customer-ID` / `X-Shop-ID`; the hook's `customer_id` argument, the merchant inside a
+shared account, wins over the extra); `rate_limit` (requests/second for the account, all processes
+together; default 9.2/s, 92 % of Whiplash's 10/s per account); `timeout`; `webhook_secret` (read
+by the webhook endpoint, never sent).
+
+`X-Customer-ID` goes on every API call, never on the OAuth token request: the token belongs to
+the account's user and is shared by all of its merchants (docs/whiplash-api.md 2.3 lists the
+header among the resource requests' scoping headers; the token endpoint is OAuth2's own).
 
 Look-ups are batched: one `search` per batch of up to 50 keys (`*_in` predicates), so finding the
 RMAs of a day of returns costs a handful of calls, not one per return.
@@ -30,6 +36,12 @@ from include.returns_sync.clients.errors import (
     VendorBadResponse,
     VendorValidationError,
     auth_error_message,
+)
+from include.returns_sync.clients.limiter import (
+    WHIPLASH_LIMIT,
+    RateLimiter,
+    VendorLimit,
+    account_key,
 )
 from include.returns_sync.clients.oauth import (
     DEFAULT_RENEW_MARGIN_SECONDS,
@@ -58,7 +70,6 @@ from include.returns_sync.models import (
 )
 from include.returns_sync.provider import (
     WHIPLASH_DEFAULT_HOST,
-    WHIPLASH_DEFAULT_RATE,
     connection_form_widgets,
     ui_field_behaviour,
 )
@@ -82,12 +93,17 @@ R = TypeVar("R")
 class WhiplashHook(VendorHook):
     """Talks to Whiplash with OAuth2 bearer tokens; every call is throttled, retried and counted.
 
-    :param whiplash_conn_id: Airflow connection id (default `whiplash_default`).
+    :param whiplash_conn_id: Airflow connection id (default `whiplash_default`); `conn_id=` is
+        the same.
+    :param customer_id: the merchant's customer inside the account, sent as `X-Customer-ID` on
+        every API call (wins over the connection's `customer_id` extra).
     :param token_store: where a rotated refresh token is persisted (e.g.
         `StateStoreTokenStore(store, fernet_key)`); without one it lives in this process only.
     :param retry_policy: the retry policy (default `RetryPolicy()`; tests pass zero waits).
-    :param rate_limit_per_second: overrides the connection's `rate_limit` extra (default 9/s,
-        10 % under Whiplash's 10/s); 0 disables client-side throttling.
+    :param rate_limit_per_second: overrides the connection's `rate_limit` extra (default 9.2/s,
+        92 % of Whiplash's 10/s per account, every process together); 0 disables throttling.
+    :param limiter: where send times are reserved (runtime passes `SharedLimiter(store)`);
+        default the process-local `process_limiter()`.
     :param timeout: seconds, or (connect, read) seconds, per HTTP request.
     :param clock: monotonic clock for token expiry (tests move it forward).
     :param renew_margin_seconds: renew a bearer token this long before it expires.
@@ -101,7 +117,7 @@ class WhiplashHook(VendorHook):
     default_host = WHIPLASH_DEFAULT_HOST
 
     vendor: ClassVar[str] = "whiplash"
-    default_rate_per_second: ClassVar[float] = WHIPLASH_DEFAULT_RATE
+    vendor_limit: ClassVar[VendorLimit] = WHIPLASH_LIMIT
     credential_hint: ClassVar[str] = (
         "OAuth client id (login), client secret (password), refresh_token extra and scope "
         "extra (writes need app_manage)"
@@ -115,6 +131,9 @@ class WhiplashHook(VendorHook):
         self,
         whiplash_conn_id: str = default_conn_name,
         *,
+        conn_id: str | None = None,
+        customer_id: int | None = None,
+        limiter: RateLimiter | None = None,
         token_store: TokenStore | None = None,
         retry_policy: RetryPolicy | None = None,
         rate_limit_per_second: float | None = None,
@@ -123,15 +142,20 @@ class WhiplashHook(VendorHook):
         renew_margin_seconds: float = DEFAULT_RENEW_MARGIN_SECONDS,
         search_batch_size: int = SEARCH_BATCH_SIZE,
     ) -> None:
+        chosen = conn_id or whiplash_conn_id
         super().__init__(
-            whiplash_conn_id,
+            chosen,
             retry_policy=retry_policy,
             rate_limit_per_second=rate_limit_per_second,
             timeout=timeout,
+            limiter=limiter,
         )
         if search_batch_size < 1:
             raise ValueError(f"search_batch_size must be >= 1, got {search_batch_size}")
-        self.whiplash_conn_id = whiplash_conn_id
+        if customer_id is not None and (isinstance(customer_id, bool) or customer_id < 1):
+            raise ValueError(f"customer_id must be a positive integer, got {customer_id!r}")
+        self.whiplash_conn_id = chosen
+        self.customer_id = customer_id
         self.token_store = token_store
         self.search_batch_size = search_batch_size
         self._clock = clock
@@ -276,7 +300,19 @@ class WhiplashHook(VendorHook):
             value = self.extras.get(extra)
             if value not in (None, ""):
                 headers[header] = str(value).strip()
+        if self.customer_id is not None:
+            headers["X-Customer-ID"] = str(self.customer_id)
         return headers
+
+    def account_key(self) -> str:
+        """Whiplash limits per account: `whiplash:` + a hash of base URL and OAuth client id.
+
+        Merchants sharing an account (one connection, several customer ids) share this key, so
+        they share the account's 10 requests per second.
+        """
+        self.get_conn()
+        client_id = self.connection.login or ""
+        return account_key(self.vendor, self.base_url, str(client_id))
 
     def _after_unauthorized(self, sent: Mapping[str, str]) -> dict[str, str] | None:
         rejected = sent.get("Authorization", "").removeprefix("Bearer ") or None

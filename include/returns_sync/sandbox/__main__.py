@@ -37,12 +37,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Whiplash access-token lifetime (default 7200, as Whiplash; short ones force refreshes)",
     )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="fault probability")
+    parser.add_argument(
+        "--merchants",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve N merchants (m01..mNN): a Loop shop each, one Whiplash customer each in one "
+        "account (default: one merchant, `default`)",
+    )
     parser.add_argument("--urls-file", type=Path, help="also write the URLs to this JSON file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the sandbox in the foreground; prints (and optionally writes) its URLs."""
+    """Run the sandbox in the foreground; prints (and optionally writes) its URLs.
+
+    The top-level keys are the first merchant's (the only one without `--merchants`);
+    "merchants" holds every merchant's {loop_api_key, loop_webhook_secret,
+    whiplash_customer_id, loop_shop_id}. `--seed-day N` seeds N returns per merchant.
+    """
     args = parse_args(argv)
     faults = FaultConfig(rate=args.fault_rate, seed=args.seed) if args.fault_rate else None
     sandbox = Sandbox(
@@ -51,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=faults,
         strict=args.strict,
         token_ttl_seconds=args.token_ttl_seconds,
+        merchants=args.merchants,
     )
     sandbox.start(args.loop_port, args.whiplash_port, host=args.host)
     if args.seed_day:
@@ -65,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "whiplash_client_secret": sandbox.whiplash.client_secret,
         "whiplash_refresh_token": sandbox.whiplash.current_refresh_token,
         "strict": sandbox.strict,
+        "merchants": {m: sandbox.merchant_keys(m) for m in sandbox.merchants},
     }
     if args.urls_file:
         args.urls_file.write_text(json.dumps(urls, indent=2))

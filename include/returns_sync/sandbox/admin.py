@@ -5,6 +5,12 @@ middleware, so another process (the demo, Airflow workers, a benchmark) can driv
 sandbox: seed a day, move labels, receive packages, change faults and rate limits, read stats
 and the expected truth. `Sandbox` (scenario.py) mounts them; this module knows it only as the
 `AdminTarget` protocol, so the two modules do not import each other.
+
+Several merchants: `GET /_sandbox/merchants` lists each merchant's keys; the scenario routes
+(`/seed`, `/advance-labels`, `/receive`) and the Loop shop routes (`/loop/...`) take an optional
+`merchant` (JSON body, or query parameter for GETs; default: every merchant for scenarios, the
+first merchant's shop for shop routes); `/truth?merchant=` is one merchant's truth. An unknown
+merchant is a 400 naming the ones served.
 """
 
 from __future__ import annotations
@@ -35,11 +41,22 @@ class AdminTarget(Protocol):
     @property
     def strict(self) -> bool: ...
 
-    def seed_day(self, n: int = ..., day: date | None = ...) -> SeedTruth: ...
+    @property
+    def merchants(self) -> list[str]: ...
 
-    def advance_labels(self) -> int: ...
+    def merchant_keys(self, merchant_id: str) -> dict[str, Any]: ...
 
-    def receive_packages(self, mix: dict[str, float] | None = ...) -> dict[int, str]: ...
+    def shop(self, merchant_id: str | None = ...) -> LoopBackend: ...
+
+    def seed_day(
+        self, n: int = ..., day: date | None = ..., merchant: str | None = ...
+    ) -> SeedTruth: ...
+
+    def advance_labels(self, merchant: str | None = ...) -> int: ...
+
+    def receive_packages(
+        self, mix: dict[str, float] | None = ..., merchant: str | None = ...
+    ) -> dict[int, str]: ...
 
     def set_faults(self, faults: FaultConfig, vendor: str | None = ...) -> None: ...
 
@@ -47,7 +64,7 @@ class AdminTarget(Protocol):
 
     def set_strict(self, strict: bool) -> None: ...
 
-    def loop_rate_limit(self) -> RateLimit: ...
+    def loop_rate_limit(self, merchant: str | None = ...) -> RateLimit: ...
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -70,19 +87,28 @@ def add_admin_routes(app: FastAPI, sandbox: AdminTarget) -> None:
         except (TypeError, ValueError):
             return _bad(f"day must be an ISO date (YYYY-MM-DD), got {day!r}")
         before = set(sandbox.truth.returns)
-        sandbox.seed_day(n, seed_day)
+        merchant = body.get("merchant")
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
+        sandbox.seed_day(n, seed_day, merchant)
         created = [rid for rid in sandbox.truth.returns if rid not in before]
         return JSONResponse({"seeded": len(created), "return_ids": created})
 
     @router.post("/advance-labels")
-    def advance_labels() -> Response:
-        return JSONResponse({"moved": sandbox.advance_labels()})
+    async def advance_labels(request: Request) -> Response:
+        merchant = (await _body(request)).get("merchant")
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
+        return JSONResponse({"moved": sandbox.advance_labels(merchant)})
 
     @router.post("/receive")
     async def receive(request: Request) -> Response:
         body = await _body(request)
+        merchant = body.get("merchant")
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
         try:
-            received = sandbox.receive_packages(body.get("mix"))
+            received = sandbox.receive_packages(body.get("mix"), merchant)
         except (TypeError, ValueError, AttributeError) as exc:
             return _bad(str(exc))
         return JSONResponse({"received": {str(k): v for k, v in received.items()}})
@@ -124,7 +150,10 @@ def add_admin_routes(app: FastAPI, sandbox: AdminTarget) -> None:
         """Loop answers 429 to everything for `seconds` (default: one window), now or after
         `after_requests` more requests; `window_seconds` rescales Loop's window first."""
         body = await _body(request)
-        limit = sandbox.loop_rate_limit()
+        merchant = body.get("merchant")
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
+        limit = sandbox.loop_rate_limit(merchant)
         window, seconds = body.get("window_seconds"), body.get("seconds")
         after = body.get("after_requests", 0)
         numbers = [v for v in (window, seconds) if v is not None]
@@ -144,8 +173,11 @@ def add_admin_routes(app: FastAPI, sandbox: AdminTarget) -> None:
         return_id, fail = body.get("return_id"), body.get("fail", True)
         if not isinstance(return_id, str | int) or not isinstance(fail, bool):
             return _bad('body must be {"return_id": "<id>", "fail": true|false}')
+        merchant = body.get("merchant")
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
         try:
-            sandbox.loop.fail_processing(str(return_id), fail)
+            sandbox.shop(merchant).fail_processing(str(return_id), fail)
         except LoopError as exc:
             return JSONResponse(exc.body, status_code=exc.status)
         return JSONResponse({"return_id": str(return_id), "fail": fail})
@@ -157,8 +189,11 @@ def add_admin_routes(app: FastAPI, sandbox: AdminTarget) -> None:
         topic, trigger, url = body.get("topic"), body.get("trigger"), body.get("url")
         if not all(isinstance(v, str) and v for v in (topic, trigger, url)):
             return _bad('body must be {"topic": ..., "trigger": ..., "url": ...}')
+        merchant = body.get("merchant")
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
         try:
-            return JSONResponse(sandbox.loop.subscribe_in_admin(topic, trigger, url))
+            return JSONResponse(sandbox.shop(merchant).subscribe_in_admin(topic, trigger, url))
         except ValueError as exc:
             return _bad(str(exc))
 
@@ -172,12 +207,23 @@ def add_admin_routes(app: FastAPI, sandbox: AdminTarget) -> None:
         return JSONResponse(sandbox.stats())
 
     @router.get("/truth")
-    def truth() -> Response:
-        return JSONResponse(sandbox.truth.to_dict())
+    def truth(merchant: str | None = None) -> Response:
+        if merchant is None:
+            return JSONResponse(sandbox.truth.to_dict())
+        if merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
+        return JSONResponse(sandbox.truth.for_merchant(merchant).to_dict())
+
+    @router.get("/merchants")
+    def merchants() -> Response:
+        """Each merchant's keys: loop_api_key, loop_webhook_secret, whiplash_customer_id, ..."""
+        return JSONResponse({m: sandbox.merchant_keys(m) for m in sandbox.merchants})
 
     @router.get("/loop/actions")
-    def loop_actions() -> Response:
-        return JSONResponse({"actions": sandbox.loop.actions()})
+    def loop_actions(merchant: str | None = None) -> Response:
+        if merchant is not None and merchant not in sandbox.merchants:
+            return _unknown(sandbox, merchant)
+        return JSONResponse({"actions": sandbox.shop(merchant).actions()})
 
     app.include_router(router)
 
@@ -194,6 +240,10 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise LoopError(400, {"error": "the admin API takes a JSON object body"})
     return body
+
+
+def _unknown(sandbox: AdminTarget, merchant: Any) -> Response:
+    return _bad(f"unknown merchant {merchant!r}; this sandbox serves {sandbox.merchants}")
 
 
 def _bad(message: str) -> Response:

@@ -3,7 +3,9 @@
 ASGI middleware, so the vendor apps stay free of chaos code: `with_chaos(app, vendor=...)`
 answers 429 when the vendor's limit is reached, injects the faults of a `FaultConfig` (errors,
 timeouts, dropped connections, HTML error pages, answers lost after the change was committed)
-and counts every call. Admin routes under `ADMIN_PREFIX` pass untouched.
+and counts every call. Admin routes under `ADMIN_PREFIX` pass untouched. A vendor that limits per
+API key (Loop) gets one `RateLimit` per key (`keyed_limits`, chosen by the `key_header` of each
+request); one that limits per account (Whiplash) has just `rate_limit`.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class ChaosMiddleware:
     """Rate limit + fault injection in front of a vendor app (admin routes under /_sandbox pass).
 
     `faults` and `rate_limit` are plain attributes so the orchestrator can change them while
-    the server runs.
+    the server runs. `keyed_limits` maps a value of the request header `key_header` (Loop's API
+    key) to that key's own limit; requests with any other value use `rate_limit`.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class ChaosMiddleware:
         faults: FaultConfig | None = None,
         rate_limit: RateLimit | None = None,
         stats: CallStats | None = None,
+        key_header: str | None = None,
     ) -> None:
         if vendor not in VENDORS:
             raise ValueError(f"vendor must be one of {VENDORS}, got {vendor!r}")
@@ -74,6 +78,8 @@ class ChaosMiddleware:
         self.vendor = vendor
         self.rate_limit = rate_limit or RateLimit(1, 1.0, retry_after=None, enabled=False)
         self.stats = stats or CallStats()
+        self.key_header = key_header.lower().encode() if key_header else None
+        self.keyed_limits: dict[str, RateLimit] = {}
         self._rng_lock = threading.Lock()
         self.faults = faults or FaultConfig()
 
@@ -93,7 +99,7 @@ class ChaosMiddleware:
             return
         method = scope["method"]
         self.stats.record_request(method, self._template(scope))
-        if not self.rate_limit.admit():
+        if not self.limit_for(scope).admit():
             self.stats.record_fault("rate_limited")
             await self._send_error(send, 429, retry_after=self.rate_limit.retry_after)
             return
@@ -112,6 +118,18 @@ class ChaosMiddleware:
             await self._inject(after_commit, config, send)
             return
         await self.app(scope, receive, self._counting(send))
+
+    def all_limits(self) -> list[RateLimit]:
+        """The default limit and every key's own."""
+        return [self.rate_limit, *self.keyed_limits.values()]
+
+    def limit_for(self, scope: Scope) -> RateLimit:
+        """The limit this request counts against: its key's own, else the default one."""
+        if self.key_header is not None and self.keyed_limits:
+            for name, value in scope.get("headers", ()):
+                if name.lower() == self.key_header:
+                    return self.keyed_limits.get(value.decode("latin-1"), self.rate_limit)
+        return self.rate_limit
 
     def _draw(self, config: FaultConfig, method: str) -> tuple[str | None, str | None]:
         with self._rng_lock:
@@ -173,6 +191,14 @@ def with_chaos(
     faults: FaultConfig | None = None,
     rate_limit: RateLimit | None = None,
     stats: CallStats | None = None,
+    key_header: str | None = None,
 ) -> ChaosMiddleware:
     """Wrap a vendor app with rate limiting, fault injection and call statistics."""
-    return ChaosMiddleware(app, vendor=vendor, faults=faults, rate_limit=rate_limit, stats=stats)
+    return ChaosMiddleware(
+        app,
+        vendor=vendor,
+        faults=faults,
+        rate_limit=rate_limit,
+        stats=stats,
+        key_header=key_header,
+    )

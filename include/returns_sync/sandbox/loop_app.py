@@ -1,7 +1,9 @@
 """The Loop simulator's HTTP layer: FastAPI routes over a `LoopBackend`.
 
 Thin on purpose (moto's `responses.py`): check `X-Authorization`, parse the request, call the
-backend and render its answer; a `LoopError` becomes its status and exact body. The same routes
+backend and render its answer; a `LoopError` becomes its status and exact body. Served over
+several shops (a mapping API key -> `LoopBackend`, one per merchant), the key picks the shop:
+a request only ever sees and changes that shop's returns, notes and subscriptions. The same routes
 are served under /api/v1 and /api/2026-07. The app carries no chaos; the orchestrator wraps it
 with `chaos.with_chaos` when it wants rate limits and faults.
 """
@@ -9,6 +11,7 @@ with `chaos.with_chaos` when it wants rate limits and faults.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,8 +31,10 @@ UNAUTHORIZED = {
 }
 
 
-def build_loop_app(backend: LoopBackend) -> FastAPI:
-    """The Loop API over `backend`, served under /api/v1 and /api/2026-07."""
+def build_loop_app(backends: LoopBackend | Mapping[str, LoopBackend]) -> FastAPI:
+    """The Loop API over one shop, or over several (API key -> shop; the mapping is read on
+    every request, so shops added later are served), under /api/v1 and /api/2026-07."""
+    shops = backends if isinstance(backends, Mapping) else None
     app = FastAPI(
         title="Loop Returns API (sandbox)", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -38,14 +43,23 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
     async def loop_error(_: Request, exc: LoopError) -> Response:
         return JSONResponse(exc.body, status_code=exc.status)
 
-    def authorized(request: Request) -> None:
-        if request.headers.get("x-authorization") != backend.api_key:
-            raise LoopError(401, UNAUTHORIZED)
+    def authorized(request: Request) -> LoopBackend:
+        key = request.headers.get("x-authorization")
+        if shops is None:
+            assert isinstance(backends, LoopBackend)
+            if key == backends.api_key:
+                return backends
+        elif key is not None and key in shops:
+            return shops[key]
+        raise LoopError(401, UNAUTHORIZED)
 
-    router = APIRouter(dependencies=[Depends(authorized)])
+    # A default, not an Annotated alias: this module's annotations are strings, and FastAPI
+    # resolves them in the module's namespace, where a local alias does not exist.
+    shop = Depends(authorized)
+    router = APIRouter()
 
     @router.get("/warehouse/return/list")
-    def detailed_list(request: Request) -> Response:
+    def detailed_list(request: Request, backend: LoopBackend = shop) -> Response:
         query = _list_query(request.query_params, backend.clock.now())
         returns, next_cursor, prev_cursor = backend.list_returns(query)
         if backend.strict:  # line items say outcome "default"; the label fields stay
@@ -70,7 +84,7 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
         )
 
     @router.get("/warehouse/return/details")
-    def details(request: Request) -> Response:
+    def details(request: Request, backend: LoopBackend = shop) -> Response:
         body = backend.details(request.query_params)
         if isinstance(body, HtmlErrorPage):
             return Response(body.body, status_code=body.status, media_type="text/html")
@@ -79,12 +93,14 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
         return JSONResponse(body)
 
     @router.get("/warehouse/reporting/asn")
-    def asn(request: Request) -> Response:
+    def asn(request: Request, backend: LoopBackend = shop) -> Response:
         start, end = _window(request.query_params, backend.clock.now())
         return JSONResponse(backend.asn_rows(start, end))
 
     @router.post("/warehouse/return/{return_id}/{action}")
-    async def action(return_id: str, action: str, request: Request) -> Response:
+    async def action(
+        return_id: str, action: str, request: Request, backend: LoopBackend = shop
+    ) -> Response:
         if action == "note":
             content = await _json_body(request)
             text = content.get("content") if isinstance(content, dict) else None
@@ -94,29 +110,31 @@ def build_loop_app(backend: LoopBackend) -> FastAPI:
         return JSONResponse(backend.act(return_id, action))
 
     @router.post("/dispositioning/assess")
-    async def assess_dispositions(request: Request) -> Response:
+    async def assess_dispositions(request: Request, backend: LoopBackend = shop) -> Response:
         return JSONResponse(backend.assess_dispositions(await _json_body(request)))
 
     @router.get("/warehouse/return/{return_id}/notes")
-    def notes(return_id: str) -> Response:
+    def notes(return_id: str, backend: LoopBackend = shop) -> Response:
         return JSONResponse(backend.get_notes(return_id))
 
     @router.get("/webhooks")
-    def list_webhooks() -> Response:
+    def list_webhooks(backend: LoopBackend = shop) -> Response:
         return JSONResponse({"webhooks": backend.subscriptions()})
 
     @router.post("/webhooks")
-    async def create_webhook(request: Request) -> Response:
+    async def create_webhook(request: Request, backend: LoopBackend = shop) -> Response:
         created = backend.create_subscription(await _json_body(request))
         return JSONResponse(created, status_code=201)
 
     @router.put("/webhooks/{webhook_id}")
-    async def update_webhook(webhook_id: str, request: Request) -> Response:
+    async def update_webhook(
+        webhook_id: str, request: Request, backend: LoopBackend = shop
+    ) -> Response:
         backend.update_subscription(webhook_id, await _json_body(request))
         return Response(status_code=204)
 
     @router.delete("/webhooks/{webhook_id}")
-    def delete_webhook(webhook_id: str) -> Response:
+    def delete_webhook(webhook_id: str, backend: LoopBackend = shop) -> Response:
         backend.delete_subscription(webhook_id)
         return Response(status_code=204)
 

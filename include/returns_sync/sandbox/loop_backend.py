@@ -47,6 +47,16 @@ from include.returns_sync.sandbox.loop_render import (
 )
 from include.returns_sync.sandbox.loop_webhooks import LoopWebhooksMixin
 
+_ID_COUNTERS = (
+    "_return_ids",
+    "_order_ids",
+    "_line_item_ids",
+    "_asn_row_ids",
+    "_note_ids",
+    "_webhook_ids",
+    "_tracking_numbers",
+)
+
 
 class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
     """Loop's state for one shop, usable in-process (tests) or behind `build_loop_app`.
@@ -56,6 +66,12 @@ class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
     the return becomes `closed` (0 = on the next read); `allow_flagged_to_process` mirrors the
     admin setting of that name; `expire_after_days` (None = never) expires returns whose label
     is still `new`/`pre_transit` after that many days, as Loop does after 28.
+
+    Several shops (one per merchant, `Sandbox(merchants=...)`) are several backends, each with
+    its own API key, shop id, webhook secret, returns, notes, subscriptions and action log;
+    `shares_ids_with` makes a shop draw its ids (returns, orders, line items, notes, webhooks,
+    tracking numbers) from another shop's counters, so ids stay unique across the platform as
+    Loop's database ids are, and a client mixing up shops fails loudly instead of colliding.
     """
 
     def __init__(
@@ -72,6 +88,7 @@ class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
         dispatcher: WebhookDispatcher | None = None,
         first_return_id: int = 48_000_001,
         strict: bool = False,
+        shares_ids_with: LoopBackend | None = None,
     ) -> None:
         self.clock = clock or SandboxClock()
         #: The harsher reading of what Loop's docs leave open (see `strict.py`).
@@ -99,6 +116,9 @@ class LoopBackend(LoopActionsMixin, LoopWebhooksMixin):
         self._note_ids = itertools.count(501)
         self._webhook_ids = itertools.count(12_345)
         self._tracking_numbers = itertools.count(1)
+        if shares_ids_with is not None:
+            for name in _ID_COUNTERS:
+                setattr(self, name, getattr(shares_ids_with, name))
         #: Opt-in bad payloads per return id (tests of vendor misbehaviour; see corruption.py).
         self.corruptions = Corruptions()
 

@@ -15,6 +15,7 @@ on the harsher reading of each open point:
 | Whiplash | `per_page` capped at 250, `Per-Page` header sent | `per_page` silently capped at 50, no page-size header |
 | Whiplash | a client-credentials token may write | a token granted without `scope` is read-only; `app_manage` must be asked for |
 | Whiplash | a refresh token is spent when presented | a refresh token is revoked once its successor is used (presented, or its access token used), with every other successor; until then it may be presented again (see `whiplash_oauth.py`) |
+| Whiplash | an account with several customers (`Sandbox(merchants=...)`): writes to consumer returns without `X-Customer-ID` act for every customer (the return belongs to its order's customer) | such writes are 422 "X-Customer-ID is missing" (reads without it still see every customer, as a 3PL user; see `whiplash_backend.py`) |
 | Whiplash | only `consumer_return.*` events are delivered, signed with the client secret | events we do not handle (`item.created`, `order.created`, `shipnotice.status_changed`) are delivered too, and `version: 1` subscriptions are signed with the account's API key, `version: 2` ones with the client secret (the docs disagree on which signs; see `whiplash_notify.py`) |
 
 Each simulator module reads its backend's `strict` attribute where the behaviour lives.

@@ -2,7 +2,8 @@
 
 Thin on purpose (moto's `responses.py`): parse the request, call the backend, render the answer
 the way Whiplash does: bare JSON arrays for lists, `{"message": ...}` for API errors, Doorkeeper's
-`{"error": ...}` on the token endpoint. The app carries no chaos; the orchestrator wraps it with
+`{"error": ...}` on the token endpoint. `X-Customer-ID` becomes the customer scope every backend
+call gets (`WhiplashBackend.customer_scope`, read once per request). The app carries no chaos; the orchestrator wraps it with
 `chaos.with_chaos(app, vendor="whiplash", ...)` when it wants rate limits and faults.
 """
 
@@ -51,6 +52,10 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
         backend.tokens.check(request.headers.get("authorization"), write=write)
         backend.last_customer_id = request.headers.get("x-customer-id", backend.last_customer_id)
         backend.last_shop_id = request.headers.get("x-shop-id", backend.last_shop_id)
+        returns_write = write and "/consumer_returns" in request.url.path
+        request.state.customer = backend.customer_scope(
+            request.headers.get("x-customer-id"), write=returns_write
+        )
 
     router = APIRouter(prefix=API, dependencies=[Depends(authorized)])
 
@@ -58,7 +63,9 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
         async def list_endpoint(request: Request) -> Response:
             params = request.query_params
             page = parse_page(params.get("page"), params.get("per_page"), _max_per_page(backend))
-            rows = backend.search(resource, params.get("search"), params.get("sort"), page)
+            rows = backend.search(
+                resource, params.get("search"), params.get("sort"), page, _customer(request)
+            )
             body = [select_fields(row, params.get("fields")) for row in rows]
             headers = _paging_headers(request, backend, resource, page.number, page.size)
             return JSONResponse(body, headers=headers)
@@ -67,13 +74,14 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
 
     def counting(resource: str) -> Callable[[Request], Awaitable[dict[str, int]]]:
         async def count_endpoint(request: Request) -> dict[str, int]:
-            return {"count": backend.count(resource, request.query_params.get("search"))}
+            search = request.query_params.get("search")
+            return {"count": backend.count(resource, search, _customer(request))}
 
         return count_endpoint
 
-    def fetching(resource: str) -> Callable[[int], Awaitable[dict[str, Any]]]:
-        async def get_endpoint(id: int) -> dict[str, Any]:
-            return backend.get(resource, id)
+    def fetching(resource: str) -> Callable[[int, Request], Awaitable[dict[str, Any]]]:
+        async def get_endpoint(id: int, request: Request) -> dict[str, Any]:
+            return backend.get(resource, id, _customer(request))
 
         return get_endpoint
 
@@ -91,15 +99,16 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
 
     @router.post("/consumer_returns", status_code=201)
     async def create_consumer_return(request: Request) -> dict[str, Any]:
-        return backend.create_consumer_return(await _json_object(request))
+        return backend.create_consumer_return(await _json_object(request), _customer(request))
 
     @router.put("/consumer_returns/{id}")
     async def update_consumer_return(id: int, request: Request) -> dict[str, Any]:
-        return backend.update_consumer_return(id, await _json_object(request))
+        body = await _json_object(request)
+        return backend.update_consumer_return(id, body, _customer(request))
 
     @router.delete("/consumer_returns/{id}", status_code=204)
-    async def delete_consumer_return(id: int) -> Response:
-        backend.delete_consumer_return(id)
+    async def delete_consumer_return(id: int, request: Request) -> Response:
+        backend.delete_consumer_return(id, _customer(request))
         return Response(status_code=204)
 
     @router.put("/simulate/consumer_returns/{consumer_return_id}/processing")
@@ -110,7 +119,7 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
             raise WhiplashApiError(
                 400, f"finalize is invalid: expected true or false, got {finalize!r}"
             )
-        return backend.simulate_processing(consumer_return_id, finalize)
+        return backend.simulate_processing(consumer_return_id, finalize, _customer(request))
 
     @router.get("/originators")
     async def list_originators(request: Request) -> Response:
@@ -119,27 +128,36 @@ def _api_router(backend: WhiplashBackend) -> APIRouter:
         if not originated_type:
             raise WhiplashApiError(400, "originated_type is missing")
         page = parse_page(params.get("page"), params.get("per_page"), _max_per_page(backend))
-        rows = backend.originators(originated_type, params.get("search"), params.get("sort"), page)
+        rows = backend.originators(
+            originated_type, params.get("search"), params.get("sort"), page, _customer(request)
+        )
         return JSONResponse(rows)
 
     @router.post("/notification_subscriptions", status_code=201)
     async def create_subscription(request: Request) -> dict[str, Any]:
-        return backend.create_subscription(await _json_object(request))
+        return backend.create_subscription(await _json_object(request), _customer(request))
 
     @router.put("/notification_subscriptions/{id}")
     async def update_subscription(id: int, request: Request) -> dict[str, Any]:
-        return backend.update_subscription(id, await _json_object(request))
+        body = await _json_object(request)
+        return backend.update_subscription(id, body, _customer(request))
 
     @router.delete("/notification_subscriptions/{id}", status_code=204)
-    async def delete_subscription(id: int) -> Response:
-        backend.delete_subscription(id)
+    async def delete_subscription(id: int, request: Request) -> Response:
+        backend.delete_subscription(id, _customer(request))
         return Response(status_code=204)
 
     @router.get("/notification_subscriptions/{id}/test")
-    async def test_subscription(id: int) -> dict[str, Any]:
-        return backend.test_subscription(id)
+    async def test_subscription(id: int, request: Request) -> dict[str, Any]:
+        return backend.test_subscription(id, _customer(request))
 
     return router
+
+
+def _customer(request: Request) -> int | None:
+    """The customer scope `authorized` read from `X-Customer-ID` (None = every customer)."""
+    customer: int | None = request.state.customer
+    return customer
 
 
 def _max_per_page(backend: WhiplashBackend) -> int:
@@ -220,7 +238,7 @@ def _paging_headers(
     wants_links = params.get("page_links", "").lower() == "true"
     if not (wants_total or wants_links):
         return headers
-    total = backend.count(resource, params.get("search"))
+    total = backend.count(resource, params.get("search"), _customer(request))
     if wants_total:
         headers["Total"] = str(total)
     if wants_links:

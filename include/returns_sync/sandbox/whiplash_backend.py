@@ -4,13 +4,37 @@ Like a moto backend: the FastAPI layer (`whiplash_app`) only translates HTTP to 
 and the orchestrator and tests call them directly to seed the catalog, have the warehouse
 receive a package (`receive`), or check what happened (`creates_count`, `webhook_deliveries`).
 Every method that answers the API returns vendor JSON (dicts) or raises `WhiplashApiError`.
+
+Customers. One backend is one Whiplash account. By default it has one customer (`CUSTOMER_ID`)
+and ignores `X-Customer-ID`, as it always did. With several (`customer_ids=[...]`, one per
+merchant when a 3PL serves many brands from one account) every item, order, consumer return and
+originator belongs to one customer, and the API methods take `customer`, the scope the HTTP layer
+read from `X-Customer-ID` (`customer_scope`; None = every customer):
+
+- reads (lists, counts, gets, originators) see only that customer's records; another customer's
+  record answers 404 as if it did not exist. Without the header a multi-customer user sees every
+  customer's records, as a 3PL user acting for all of them would (whiplash-api.md section 2.3:
+  the header is optional and scopes a user who can act for several customers);
+- SKUs, Shopify order ids and order names repeat across customers: the unique keys are
+  (customer, SKU), (customer, order originator id) and, for consumer returns, (customer,
+  provider, originator original_id), so a 409 is per customer and provider (section 7);
+- a consumer return created under `X-Customer-ID` belongs to that customer, and its order and
+  items must be that customer's (422 "does not exist" otherwise, since that customer cannot see
+  them); created without the header it belongs to its order's customer (else its items'), and
+  items of another customer are refused (422);
+- a header naming a customer the account does not have is 403; strict (the harsher reading
+  where the docs are silent): writes to consumer returns without the header are 422;
+- webhook subscriptions belong to a customer (body `customer_id`, else the header) and receive
+  only that customer's events; one made without either receives every customer's (3PL);
+  webhooks carry the record's `customer_id`;
+- the rate limit stays one per account (the chaos gate in front of the app), shared by all.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -23,6 +47,7 @@ from include.returns_sync.sandbox.whiplash_notify import Notifier, as_shipnotice
 from include.returns_sync.sandbox.whiplash_oauth import TokenIssuer
 from include.returns_sync.sandbox.whiplash_records import (
     CONSUMER_RETURN_FIELDS,
+    CUSTOMER_ID,
     EVENT_FIELDS,
     ITEM_FIELDS,
     ORDER_FIELDS,
@@ -31,6 +56,8 @@ from include.returns_sync.sandbox.whiplash_records import (
     SUBSCRIPTION_FIELDS,
     ConsumerReturn,
     Item,
+    NotificationEvent,
+    NotificationSubscription,
     Order,
     OrderItem,
     Originator,
@@ -87,7 +114,12 @@ class WhiplashBackend:
         webhook_timeout: float = 2.0,
         strict: bool = False,
         api_key: str = "sandbox-api-key",
+        customer_ids: Sequence[int] = (CUSTOMER_ID,),
     ) -> None:
+        if not customer_ids or len(set(customer_ids)) != len(customer_ids):
+            raise ValueError(f"customer_ids must be distinct and not empty, got {customer_ids!r}")
+        #: The account's customers; the first one owns what is seeded without a customer.
+        self.customer_ids: tuple[int, ...] = tuple(int(c) for c in customer_ids)
         self.clock = clock or SandboxClock()
         #: The harsher reading of what Whiplash's docs leave open (see `strict.py`).
         self.strict = strict
@@ -114,14 +146,14 @@ class WhiplashBackend:
         self._ids: dict[str, int] = {}
         self._items: dict[int, Item] = {}
         self._orders: dict[int, Order] = {}
-        # Unique keys, as the vendor's database indexes them: SKU, Shopify order id, and the
-        # consumer return's originator original_id.
-        self._sku_index: dict[str, Item] = {}
-        self._order_index: dict[str, Order] = {}
-        self._return_index: dict[str, ConsumerReturn] = {}
+        # Unique keys, as the vendor's database indexes them, per customer: SKU, Shopify order
+        # id, and the consumer return's (provider, originator original_id).
+        self._sku_index: dict[tuple[int, str], Item] = {}
+        self._order_index: dict[tuple[int, str], Order] = {}
+        self._return_index: dict[tuple[int, str, str], ConsumerReturn] = {}
         self._returns: dict[int, ConsumerReturn] = {}
         self._originators: dict[int, Originator] = {}
-        self._creates: Counter[str] = Counter()
+        self._creates: Counter[tuple[int, str]] = Counter()
         self.notifier = Notifier(
             self._now,
             self.next_id,
@@ -154,18 +186,66 @@ class WhiplashBackend:
 
     # ------------------------------------------------------------------ seeding (orchestrator)
 
-    def add_item(self, sku: str, title: str = "", price: str = "0.00") -> dict[str, Any]:
-        """Add a catalog item (SKUs are unique per account, as in Whiplash)."""
+    @property
+    def multi_customer(self) -> bool:
+        """True when the account has several customers (then `X-Customer-ID` scopes)."""
+        return len(self.customer_ids) > 1
+
+    def customer_scope(self, header: str | None, *, write: bool = False) -> int | None:
+        """The customer an API call acts for, from its `X-Customer-ID` (None = every customer).
+
+        One customer: the header is ignored (the user can only act for that one). Several: a
+        customer the account does not have is 403; no header means every customer, except
+        that strict refuses a write to consumer returns without it (422).
+        """
+        if not self.multi_customer:
+            return None
+        if header is None or not header.strip():
+            if write and self.strict:
+                raise WhiplashApiError(
+                    422,
+                    "X-Customer-ID is missing: this user acts for several customers, "
+                    "say which one the consumer return belongs to",
+                )
+            return None
+        try:
+            customer = int(header.strip())
+        except ValueError:
+            customer = None
+        if customer not in self.customer_ids:
+            raise WhiplashApiError(403, f"You are not authorized to act for customer {header!r}")
+        return customer
+
+    def _owner(self, customer_id: int | None) -> int:
+        """The customer a seeded record belongs to (None = the account's first customer)."""
+        owner = self.customer_ids[0] if customer_id is None else int(customer_id)
+        if owner not in self.customer_ids:
+            raise ValueError(f"customer {owner} is not one of the account's {self.customer_ids}")
+        return owner
+
+    def add_item(
+        self, sku: str, title: str = "", price: str = "0.00", customer_id: int | None = None
+    ) -> dict[str, Any]:
+        """Add a catalog item (SKUs are unique per customer, as in Whiplash)."""
         if not sku or not sku.strip():
             raise ValueError("add_item needs a non-empty sku")
         with self._lock:
-            if sku in self._sku_index:
+            owner = self._owner(customer_id)
+            if (owner, sku) in self._sku_index:
                 raise ValueError(f"an item with sku {sku!r} already exists")
             now = self._now()
-            item = Item(self.next_id("item"), sku, title or sku, ruby_decimal(price), now, now)
+            item = Item(
+                self.next_id("item"),
+                sku,
+                title or sku,
+                ruby_decimal(price),
+                now,
+                now,
+                customer_id=owner,
+            )
             self._items[item.id] = item
-            self._sku_index[sku] = item
-            self.notifier.publish("item.created", partial(render_item, item))
+            self._sku_index[(owner, sku)] = item
+            self.notifier.publish("item.created", partial(render_item, item), owner)
             return render_item(item)
 
     def add_order(
@@ -174,26 +254,32 @@ class WhiplashBackend:
         order_orig: str,
         items: list[tuple[str, int]],
         warehouse_id: int = 1,
+        customer_id: int | None = None,
     ) -> dict[str, Any]:
         """Add a shipped Shopify order (`originator.original_id` = the Shopify order id)."""
         with self._lock:
-            if str(original_id) in self._order_index:
+            owner = self._owner(customer_id)
+            if (owner, str(original_id)) in self._order_index:
                 raise ValueError(f"an order with originator original_id {original_id!r} exists")
             now = self._now()
             order_id = self.next_id("order")
             lines = []
             for sku, quantity in items:
-                item = self.item_by_sku(sku)
+                item = self.item_by_sku(sku, owner)
                 if item is None:
                     raise ValueError(f"add_order: unknown SKU {sku!r}; add_item it first")
                 if quantity < 1:
                     raise ValueError(f"add_order: quantity for {sku!r} must be >= 1")
                 lines.append(OrderItem(self.next_id("order_item"), order_id, item, quantity, now))
-            originator = self.new_originator("Order", order_id, "shopify", str(original_id))
-            order = Order(order_id, order_orig, warehouse_id, originator, lines, now, now)
+            originator = self.new_originator(
+                "Order", order_id, "shopify", str(original_id), customer_id=owner
+            )
+            order = Order(
+                order_id, order_orig, warehouse_id, originator, lines, now, now, customer_id=owner
+            )
             self._orders[order_id] = order
-            self._order_index[str(original_id)] = order
-            self.notifier.publish("order.created", partial(render_order, order))
+            self._order_index[(owner, str(original_id))] = order
+            self.notifier.publish("order.created", partial(render_order, order), owner)
             return render_order(order)
 
     def corrupt(self, consumer_return_id: int, mutate: Mutator) -> None:
@@ -202,18 +288,28 @@ class WhiplashBackend:
 
     # ------------------------------------------------------------------ inspection (tests)
 
-    def consumer_returns(self) -> list[dict[str, Any]]:
+    def consumer_returns(self, customer_id: int | None = None) -> list[dict[str, Any]]:
+        """Every consumer return, or only those of `customer_id`."""
         with self._lock:
-            return [render_consumer_return(r) for r in self._returns.values()]
+            return [
+                render_consumer_return(r)
+                for r in self._returns.values()
+                if customer_id is None or r.customer_id == customer_id
+            ]
 
     def get_consumer_return(self, id: int) -> dict[str, Any]:
         with self._lock:
             return render_consumer_return(self._return(id))
 
-    def creates_count(self, original_id: str) -> int:
-        """How many creates succeeded for this `originator_attributes.original_id`."""
+    def creates_count(self, original_id: str, customer_id: int | None = None) -> int:
+        """How many creates succeeded for this `originator_attributes.original_id` (for one
+        customer, or summed over all)."""
         with self._lock:
-            return self._creates[str(original_id)]
+            return sum(
+                count
+                for (customer, key), count in self._creates.items()
+                if key == str(original_id) and customer_id in (None, customer)
+            )
 
     def item_originators(self, consumer_return_id: int) -> list[dict[str, Any]]:
         """Each return line's `originator_attributes` as sent on create (None when absent)."""
@@ -251,29 +347,41 @@ class WhiplashBackend:
     # ------------------------------------------------------------------ API: generic lists
 
     def search(
-        self, resource: str, search: str | None, sort: str | None, page: Page
+        self,
+        resource: str,
+        search: str | None,
+        sort: str | None,
+        page: Page,
+        customer: int | None = None,
     ) -> list[dict[str, Any]]:
         """One page of a list endpoint, already rendered (raises `SearchError` on bad input)."""
         spec = self._resources[resource]
         with self._lock:
-            matched = self._matching(spec, search)
+            matched = self._matching(spec, search, customer)
             return [
                 spec.render(record)
                 for record in page.slice(sort_records(matched, sort, spec.fields))
             ]
 
-    def count(self, resource: str, search: str | None) -> int:
+    def count(self, resource: str, search: str | None, customer: int | None = None) -> int:
         spec = self._resources[resource]
         with self._lock:
-            return len(self._matching(spec, search))
+            return len(self._matching(spec, search, customer))
 
     def originators(
-        self, originated_type: str, search: str | None, sort: str | None, page: Page
+        self,
+        originated_type: str,
+        search: str | None,
+        sort: str | None,
+        page: Page,
+        customer: int | None = None,
     ) -> list[dict[str, Any]]:
         """Originators of one type; consumer returns are filed under their STI base, Shipnotice."""
         with self._lock:
             records = [
-                o for o in self._originators.values() if o.originated_type == originated_type
+                o
+                for o in self._originators.values()
+                if o.originated_type == originated_type and _visible(o, customer)
             ]
             matched = [
                 r
@@ -285,39 +393,46 @@ class WhiplashBackend:
             ordered = sort_records(matched, sort, ORIGINATOR_FIELDS)
             return [render_originator(record) for record in page.slice(ordered)]
 
-    def get(self, resource: str, id: int) -> dict[str, Any]:
+    def get(self, resource: str, id: int, customer: int | None = None) -> dict[str, Any]:
         spec = self._resources[resource]
         with self._lock:
             for record in spec.records():
-                if record.id == id:
+                if record.id == id and _visible(record, customer):
                     return spec.render(record)
         raise WhiplashApiError(404, f"Couldn't find {resource.rstrip('s')} with 'id'={id}")
 
     # ------------------------------------------------------------------ API: consumer returns
 
-    def create_consumer_return(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate like the spec, enforce one return per originator original_id, notify."""
+    def create_consumer_return(
+        self, body: Mapping[str, Any], customer: int | None = None
+    ) -> dict[str, Any]:
+        """Validate like the spec, enforce one return per customer, provider and originator
+        original_id, notify. `customer`: the `X-Customer-ID` scope (None = every customer)."""
         with self._lock:
-            record = self._factory.build(body)
+            record = self._factory.build(body, customer)
             self._returns[record.id] = record
-            if record.originator and record.originator.original_id:
-                self._return_index[record.originator.original_id] = record
-            key = record.originator.original_id if record.originator else None
-            self._creates[key or ""] += 1
+            originator = record.originator
+            if originator and originator.original_id:
+                key = (record.customer_id, originator.provider, originator.original_id)
+                self._return_index[key] = record
+            original_id = originator.original_id if originator else None
+            self._creates[(record.customer_id, original_id or "")] += 1
             self._notify(record, "consumer_return.created")
             return render_consumer_return(record)
 
-    def update_consumer_return(self, id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    def update_consumer_return(
+        self, id: int, body: Mapping[str, Any], customer: int | None = None
+    ) -> dict[str, Any]:
         with self._lock:
-            record = self._return(id)
+            record = self._return(id, customer)
             self._factory.apply_update(record, body)
             record.updated_at = self._now()
             return render_consumer_return(record)
 
-    def delete_consumer_return(self, id: int) -> None:
+    def delete_consumer_return(self, id: int, customer: int | None = None) -> None:
         """Only a return that has not arrived can be deleted; its originator id is freed."""
         with self._lock:
-            record = self._return(id)
+            record = self._return(id, customer)
             if record.status > 100 or record.arrived_at is not None:
                 raise WhiplashApiError(
                     422, f"consumer return {id} has arrived ({record.status}) and cannot be deleted"
@@ -325,16 +440,20 @@ class WhiplashBackend:
             self._notify(record, "consumer_return.deleted")
             del self._returns[id]
             if record.originator:
-                self._originators.pop(record.originator.id, None)
-                self._return_index.pop(record.originator.original_id or "", None)
+                originator = record.originator
+                self._originators.pop(originator.id, None)
+                key = (record.customer_id, originator.provider, originator.original_id or "")
+                self._return_index.pop(key, None)
             for line in record.return_items:
                 if line.originator:
                     self._originators.pop(line.originator.id, None)
 
-    def simulate_processing(self, id: int, finalize: bool) -> dict[str, Any]:
+    def simulate_processing(
+        self, id: int, finalize: bool, customer: int | None = None
+    ) -> dict[str, Any]:
         """The sandbox-only warehouse step: Processing (200), or Completed (300) all good."""
         with self._lock:
-            record = self._return(id)
+            record = self._return(id, customer)
             if record.status == 300:
                 raise WhiplashApiError(422, f"consumer return {id} is already completed")
             if finalize:
@@ -366,22 +485,34 @@ class WhiplashBackend:
 
     # ------------------------------------------------------------------ API: subscriptions
 
-    def create_subscription(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def create_subscription(
+        self, body: Mapping[str, Any], customer: int | None = None
+    ) -> dict[str, Any]:
+        """A webhook subscription owned by the body's `customer_id`, else by the scope's customer,
+        else (several customers, neither given) by the whole account."""
         with self._lock:
-            return render_subscription(self.notifier.create(body))
+            owner = self._subscription_owner(body, customer)
+            return render_subscription(self.notifier.create(body, owner))
 
-    def update_subscription(self, id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+    def update_subscription(
+        self, id: int, body: Mapping[str, Any], customer: int | None = None
+    ) -> dict[str, Any]:
         with self._lock:
+            self._subscription(id, customer)
             return render_subscription(self.notifier.update(id, body))
 
-    def delete_subscription(self, id: int) -> None:
+    def delete_subscription(self, id: int, customer: int | None = None) -> None:
         with self._lock:
+            self._subscription(id, customer)
             self.notifier.discard(id)
 
-    def test_subscription(self, id: int) -> dict[str, Any]:
-        """Send one sample notification (the newest consumer return) to the subscriber."""
+    def test_subscription(self, id: int, customer: int | None = None) -> dict[str, Any]:
+        """Send one sample notification (the newest consumer return it may see) to the
+        subscriber."""
         with self._lock:
-            newest = max(self._returns.values(), key=lambda r: (r.updated_at, r.id), default=None)
+            owner = self._subscription(id, customer).customer_id
+            visible = [r for r in self._returns.values() if _visible(r, owner)]
+            newest = max(visible, key=lambda r: (r.updated_at, r.id), default=None)
             sample = render_consumer_return(newest) if newest else {}
             return render_subscription(self.notifier.send_test(id, sample))
 
@@ -409,6 +540,8 @@ class WhiplashBackend:
         original_id: str | None,
         group_id: str | None = None,
         misc: str | None = None,
+        *,
+        customer_id: int | None = None,
     ) -> Originator:
         now = self._now()
         originator = Originator(
@@ -422,12 +555,15 @@ class WhiplashBackend:
             now,
             now,
             application_id=1 if provider == "api" else None,
+            customer_id=customer_id,
         )
         self._originators[originator.id] = originator
         return originator
 
-    def item_by_sku(self, sku: str) -> Item | None:
-        return self._sku_index.get(sku)
+    def item_by_sku(self, sku: str, customer_id: int | None = None) -> Item | None:
+        """The item with this SKU of `customer_id` (None = the account's first customer)."""
+        owner = self.customer_ids[0] if customer_id is None else customer_id
+        return self._sku_index.get((owner, sku))
 
     def item(self, id: int) -> Item | None:
         return self._items.get(id)
@@ -435,8 +571,12 @@ class WhiplashBackend:
     def order(self, id: int) -> Order | None:
         return self._orders.get(id)
 
-    def return_with_original_id(self, original_id: str) -> ConsumerReturn | None:
-        return self._return_index.get(original_id)
+    def return_with_original_id(
+        self, original_id: str, customer_id: int | None = None, provider: str = "api"
+    ) -> ConsumerReturn | None:
+        """The consumer return of `customer_id` (None = the first) with this originator id."""
+        owner = self.customer_ids[0] if customer_id is None else customer_id
+        return self._return_index.get((owner, provider, original_id))
 
     def now(self) -> datetime:
         return self._now()
@@ -446,13 +586,17 @@ class WhiplashBackend:
     def _now(self) -> datetime:
         return self.clock.now().replace(microsecond=0)
 
-    def _matching(self, spec: _Resource, search: str | None) -> list[Any]:
+    def _matching(self, spec: _Resource, search: str | None, customer: int | None) -> list[Any]:
         parsed = parse_search(search, spec.fields, self.ignored_predicates)
-        return [record for record in spec.records() if parsed.matches(record, spec.fields)]
+        return [
+            record
+            for record in spec.records()
+            if _visible(record, customer) and parsed.matches(record, spec.fields)
+        ]
 
-    def _return(self, id: int) -> ConsumerReturn:
+    def _return(self, id: int, customer: int | None = None) -> ConsumerReturn:
         record = self._returns.get(id)
-        if record is None:
+        if record is None or not _visible(record, customer):
             raise WhiplashApiError(404, f"Couldn't find ConsumerReturn with 'id'={id}")
         return record
 
@@ -475,11 +619,50 @@ class WhiplashBackend:
                 self.notifier.publish(
                     "shipnotice.status_changed",
                     lambda: as_shipnotice(render_consumer_return(record)),
+                    record.customer_id,
                 )
             if status == 300:
                 self._notify(record, "consumer_return.completed")
             if status == 25:
                 self._notify(record, "consumer_return.unexpected")
 
+    def _subscription(self, id: int, customer: int | None) -> NotificationSubscription:
+        subscription = self.notifier.subscription(id)
+        if customer is not None and subscription.customer_id != customer:
+            raise WhiplashApiError(404, f"Couldn't find NotificationSubscription with 'id'={id}")
+        return subscription
+
+    def _subscription_owner(self, body: Mapping[str, Any], customer: int | None) -> int | None:
+        """One customer: always it (a `customer_id` in the body is ignored, as it always was).
+        Several: the body's `customer_id` (one of the account's, and the scope's if scoped),
+        else the scope's customer, else None (every customer's events)."""
+        if not self.multi_customer:
+            return self.customer_ids[0]
+        raw = body.get("customer_id")
+        if raw is None:
+            return customer
+        try:
+            wanted = int(str(raw))
+        except ValueError:
+            wanted = None
+        if wanted not in self.customer_ids:
+            raise WhiplashApiError(422, f"customer_id {raw!r} does not exist")
+        if customer is not None and wanted != customer:
+            raise WhiplashApiError(403, f"You are not authorized to act for customer {raw!r}")
+        return wanted
+
     def _notify(self, record: ConsumerReturn, event_name: str) -> None:
-        self.notifier.publish(event_name, partial(render_consumer_return, record))
+        self.notifier.publish(
+            event_name, partial(render_consumer_return, record), record.customer_id
+        )
+
+
+def _visible(record: Any, customer: int | None) -> bool:
+    """Whether a user scoped to `customer` (None = every customer) sees `record`.
+
+    Records without a customer (account-wide subscriptions) are seen only unscoped;
+    notification events are the account's catalog, which every customer shares.
+    """
+    if customer is None or isinstance(record, NotificationEvent):
+        return True
+    return getattr(record, "customer_id", None) == customer

@@ -107,7 +107,8 @@ class Notifier:
             raise WhiplashApiError(404, f"Couldn't find NotificationSubscription with 'id'={id}")
         return subscription
 
-    def create(self, body: Mapping[str, Any]) -> NotificationSubscription:
+    def create(self, body: Mapping[str, Any], customer_id: int | None) -> NotificationSubscription:
+        """A subscription to the events of `customer_id` (None = every customer's)."""
         values = self._values(body, creating=True)
         now = self._now()
         subscription = NotificationSubscription(
@@ -119,6 +120,7 @@ class Notifier:
             version=values.get("version", 2),
             created_at=now,
             updated_at=now,
+            customer_id=customer_id,
         )
         self._subscriptions[subscription.id] = subscription
         return subscription
@@ -140,31 +142,35 @@ class Notifier:
         self._send(subscription, {"event_name": event.name, event.resource_type: sample})
         return subscription
 
-    def subscribers(self, event_name: str) -> list[NotificationSubscription]:
-        """The active webhook subscriptions of `event_name`."""
+    def subscribers(
+        self, event_name: str, customer_id: int | None = None
+    ) -> list[NotificationSubscription]:
+        """The active webhook subscriptions of `event_name` that may see `customer_id`'s
+        events (their own customer's, or every customer's)."""
         event_ids = {event.id for event in self.events.values() if event.name == event_name}
         return [
             subscription
-            for subscription in self.live_subscriptions()
+            for subscription in self._webhooks_for(customer_id)
             if subscription.notification_event_id in event_ids
-            and subscription.active
-            and subscription.notification_type == "webhook"
         ]
 
-    def publish(self, event_name: str, resource: Callable[[], dict[str, Any]]) -> None:
+    def publish(
+        self,
+        event_name: str,
+        resource: Callable[[], dict[str, Any]],
+        customer_id: int | None = None,
+    ) -> None:
         """Queue `event_name` for its subscribers; `resource` is rendered only if one exists.
 
-        Strict: also for every other endpoint with an active webhook subscription (once each).
+        Only subscriptions of the record's customer (`customer_id`) or of every customer get
+        it: another customer's endpoint never sees it, in either mode. Strict: also for every
+        other endpoint with an active webhook subscription that may see it (once each).
         """
-        subscribers = self.subscribers(event_name)
+        subscribers = self.subscribers(event_name, customer_id)
         if self._strict():
             endpoints = {subscription.endpoint for subscription in subscribers}
-            for subscription in self.live_subscriptions():
-                if (
-                    subscription.active
-                    and subscription.notification_type == "webhook"
-                    and subscription.endpoint not in endpoints
-                ):
+            for subscription in self._webhooks_for(customer_id):
+                if subscription.endpoint not in endpoints:
                     endpoints.add(subscription.endpoint)
                     subscribers.append(subscription)
         if not subscribers:
@@ -180,6 +186,15 @@ class Notifier:
         return self._secret
 
     # ------------------------------------------------------------------ internals
+
+    def _webhooks_for(self, customer_id: int | None) -> list[NotificationSubscription]:
+        return [
+            subscription
+            for subscription in self.live_subscriptions()
+            if subscription.active
+            and subscription.notification_type == "webhook"
+            and subscription.customer_id in (None, customer_id)
+        ]
 
     def _send(self, subscription: NotificationSubscription, payload: dict[str, Any]) -> None:
         if not subscription.endpoint:

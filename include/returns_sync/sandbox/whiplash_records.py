@@ -13,6 +13,8 @@ from typing import Any
 
 from include.returns_sync.sandbox.whiplash_search import field_table
 
+#: The account's customer when it has one (the default); a multi-customer account (one customer
+#: per merchant, `WhiplashBackend(customer_ids=...)`) numbers its customers from here.
 CUSTOMER_ID = 200
 
 STATUS_NAMES: dict[int, str] = {
@@ -50,6 +52,9 @@ class Originator:
     created_at: datetime
     updated_at: datetime
     application_id: int | None = None
+    #: The customer whose record this originator belongs to (not rendered; scopes the
+    #: originators list under `X-Customer-ID`).
+    customer_id: int | None = None
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Item:
     updated_at: datetime
     active: bool = True
     returnable: bool = True
+    customer_id: int = CUSTOMER_ID
 
 
 @dataclass
@@ -91,6 +97,7 @@ class Order:
     created_at: datetime
     updated_at: datetime
     status: int = ORDER_STATUS_SHIPPED
+    customer_id: int = CUSTOMER_ID
 
 
 @dataclass
@@ -141,6 +148,7 @@ class ConsumerReturn:
     arrived_at: datetime | None = None
     delivered_at: datetime | None = None
     completed_at: datetime | None = None
+    customer_id: int = CUSTOMER_ID
 
     @property
     def order_id(self) -> int | None:
@@ -171,6 +179,9 @@ class NotificationSubscription:
     updated_at: datetime
     discarded_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The customer whose events it receives; None = every customer of the account (a
+    #: subscription made by a 3PL user without `X-Customer-ID` in a multi-customer account).
+    customer_id: int | None = CUSTOMER_ID
 
 
 # --------------------------------------------------------------------------- searchable fields

@@ -14,7 +14,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from include.returns_sync.sandbox.whiplash_records import (
-    CUSTOMER_ID,
     ORDER_STATUS_SHIPPED,
     STATUS_NAMES,
     ConsumerReturn,
@@ -76,7 +75,7 @@ def render_item(item: Item) -> dict[str, Any]:
         "description": None,
         "created_at": render_time(item.created_at),
         "updated_at": render_time(item.updated_at),
-        "customer_id": CUSTOMER_ID,
+        "customer_id": item.customer_id,
         "quantity": 0,
         "available": item.active,
         "scancode": item.sku,
@@ -100,7 +99,7 @@ def render_order_item(order_item: OrderItem) -> dict[str, Any]:
     return {
         "id": order_item.id,
         "order_id": order_item.order_id,
-        "customer_id": CUSTOMER_ID,
+        "customer_id": order_item.item.customer_id,
         "item_id": order_item.item.id,
         "sku": order_item.item.sku,
         "description": order_item.item.title,
@@ -118,7 +117,7 @@ def render_order_item(order_item: OrderItem) -> dict[str, Any]:
 def render_order(order: Order) -> dict[str, Any]:
     return {
         "id": order.id,
-        "customer_id": CUSTOMER_ID,
+        "customer_id": order.customer_id,
         "warehouse_id": order.warehouse_id,
         "return_warehouse_id": order.warehouse_id,
         "humanize_id": str(order.id),
@@ -160,7 +159,7 @@ def render_consumer_return(record: ConsumerReturn) -> dict[str, Any]:
     return {
         "id": record.id,
         "order_id": record.order_id,
-        "customer_id": CUSTOMER_ID,
+        "customer_id": record.customer_id,
         "warehouse_id": record.warehouse_id,
         "sender": record.sender,
         "eta": render_time(record.eta),
@@ -217,7 +216,7 @@ def render_subscription(subscription: NotificationSubscription) -> dict[str, Any
     return {
         "id": subscription.id,
         "notification_event_id": subscription.notification_event_id,
-        "customer_id": CUSTOMER_ID,
+        "customer_id": subscription.customer_id,
         "user_id": None,
         "notification_type": subscription.notification_type,
         "endpoint": subscription.endpoint,

@@ -5,9 +5,15 @@ Create follows `PostApiV2ConsumerReturnsRequest`: `requires_label` and a non-emp
 >= 1, a `return_action` and a `description`; `order_id`, when given, must exist. Failures are
 `422 {"message": ...}` naming the field (`shipnotice_items_attributes[1][item_id]`).
 
-Uniqueness: a second create with the same `originator_attributes.original_id` is `409`. The
-vendor documents a 409 on this endpoint without saying what triggers it; we decided it is a
-repeated originator id, which is the guarantee our exactly-once design leans on.
+Uniqueness: a second create with the same `originator_attributes.original_id` for the same
+customer (and provider, always "api" here) is `409`. The vendor documents a 409 on this endpoint
+without saying what triggers it; we decided it is a repeated originator id, "per customer and
+provider" as whiplash-api.md section 7 infers, which is the guarantee our exactly-once design
+leans on. Another customer of the same account may use the same original id.
+
+Customer (several customers in one account, see `whiplash_backend`): under `X-Customer-ID` the
+return belongs to that customer and its order and items must be that customer's; without it, to
+its order's customer, else its first item's, and every item must belong to that customer.
 
 Update follows `PutApiV2ConsumerReturnsIdRequest`: only its fields change, others are ignored
 (as Grape ignores undeclared params).
@@ -50,9 +56,11 @@ class ReturnBackend(Protocol):
 
     def item(self, id: int) -> Item | None: ...
 
-    def item_by_sku(self, sku: str) -> Item | None: ...
+    def item_by_sku(self, sku: str, customer_id: int | None = None) -> Item | None: ...
 
-    def return_with_original_id(self, original_id: str) -> ConsumerReturn | None: ...
+    def return_with_original_id(
+        self, original_id: str, customer_id: int | None = None, provider: str = "api"
+    ) -> ConsumerReturn | None: ...
 
     def now(self) -> datetime: ...
 
@@ -66,6 +74,8 @@ class ReturnBackend(Protocol):
         original_id: str | None,
         group_id: str | None = None,
         misc: str | None = None,
+        *,
+        customer_id: int | None = None,
     ) -> Originator: ...
 
 
@@ -75,7 +85,8 @@ class ReturnFactory:
     def __init__(self, backend: ReturnBackend) -> None:
         self._backend = backend
 
-    def build(self, body: Mapping[str, Any]) -> ConsumerReturn:
+    def build(self, body: Mapping[str, Any], customer: int | None = None) -> ConsumerReturn:
+        """A new return from a create body; `customer` = the `X-Customer-ID` scope (None: all)."""
         backend = self._backend
         requires_label = body.get("requires_label")
         if requires_label is None:
@@ -95,7 +106,7 @@ class ReturnFactory:
         if body.get("order_id") is not None:
             order_id = _as_int(body, "order_id")
             order = backend.order(order_id)
-            if order is None:
+            if order is None or customer not in (None, order.customer_id):
                 raise WhiplashApiError(422, f"order_id {order_id} does not exist")
         originator_raw = _as_mapping(body, "originator_attributes")
         original_id = _optional_text(
@@ -107,8 +118,9 @@ class ReturnFactory:
             if body.get("warehouse_id") is not None
             else (order.warehouse_id if order else DEFAULT_WAREHOUSE_ID)
         )
-        drafts = [self._check_line(index, raw) for index, raw in enumerate(lines_raw)]
-        if original_id and backend.return_with_original_id(original_id) is not None:
+        drafts = [self._check_line(index, raw, customer) for index, raw in enumerate(lines_raw)]
+        owner = _owner(customer, order, drafts)
+        if original_id and backend.return_with_original_id(original_id, owner) is not None:
             raise WhiplashApiError(
                 409,
                 f"A consumer return with originator original_id {original_id!r} already exists",
@@ -128,6 +140,7 @@ class ReturnFactory:
                 original_id,
                 _optional_text(originator_raw, "originator_attributes[group_id]", "group_id"),
                 _optional_text(originator_raw, "originator_attributes[misc]", "misc"),
+                customer_id=owner,
             ),
             return_items=[],
             created_at=now,
@@ -136,6 +149,7 @@ class ReturnFactory:
             total_boxes=_as_int(body, "total_boxes")
             if body.get("total_boxes") is not None
             else None,
+            customer_id=owner,
         )
         for name in _TEXT_FIELDS:
             setattr(record, name, _optional_text(body, name, name))
@@ -164,7 +178,7 @@ class ReturnFactory:
         """Spread received counts over the return's lines for `sku`; unknown SKUs become extras."""
         lines = [line for line in record.return_items if line.sku == sku]
         if not lines:
-            item = self._backend.item_by_sku(sku)
+            item = self._backend.item_by_sku(sku, record.customer_id)
             if item is None:
                 raise ValueError(f"receive: SKU {sku!r} is not in the catalog; add_item it first")
             extra = ReturnItem(
@@ -189,7 +203,7 @@ class ReturnFactory:
 
     # ------------------------------------------------------------------ internals
 
-    def _check_line(self, index: int, raw: Any) -> dict[str, Any]:
+    def _check_line(self, index: int, raw: Any, customer: int | None) -> dict[str, Any]:
         where = f"shipnotice_items_attributes[{index}]"
         if not isinstance(raw, Mapping):
             raise WhiplashApiError(422, f"{where} must be an object")
@@ -198,7 +212,7 @@ class ReturnFactory:
                 raise WhiplashApiError(422, f"{where}[{name}] is missing")
         item_id = _as_int(raw, "item_id", where)
         item = self._backend.item(item_id)
-        if item is None:
+        if item is None or customer not in (None, item.customer_id):
             raise WhiplashApiError(422, f"{where}[item_id] {item_id} does not exist")
         quantity = _as_int(raw, "quantity", where)
         if quantity < 1:
@@ -239,6 +253,7 @@ class ReturnFactory:
                     originator_raw, f"{where}[originator_attributes][group_id]", "group_id"
                 ),
                 _optional_text(originator_raw, f"{where}[originator_attributes][misc]", "misc"),
+                customer_id=record.customer_id,
             )
         return ReturnItem(
             id=line_id,
@@ -250,6 +265,22 @@ class ReturnFactory:
             order_item_id=order_item_id,
             originator=originator,
         )
+
+
+def _owner(customer: int | None, order: Order | None, drafts: list[dict[str, Any]]) -> int:
+    """The customer a new return belongs to: the scope's, else its order's, else its first
+    item's; every item must be that customer's (one account, several customers)."""
+    owner = customer
+    if owner is None:
+        owner = order.customer_id if order is not None else drafts[0]["item"].customer_id
+    for draft in drafts:
+        if draft["item"].customer_id != owner:
+            raise WhiplashApiError(
+                422,
+                f"{draft['where']}[item_id] {draft['item'].id} belongs to another customer "
+                f"than the return ({owner})",
+            )
+    return owner
 
 
 def _as_int(body: Mapping[str, Any], name: str, where: str = "") -> int:
