@@ -14,8 +14,10 @@ merchant and against the state store's rows by merchant:
 - the healthy merchants get one RMA per eligible return, filed under their own Whiplash
   customer, one decision per received return and each Loop action exactly once, in their own
   shop (a second round sends nothing);
-- `m03`'s runs that need Loop fail, and only its runs: every other run succeeds, and the
-  failure alert (`RETURNS_SYNC_ALERT merchant=m03 ...`) names it and no one else;
+- `m03`'s runs that need Loop (its RMA poll and backfill) fail, and only its runs: every other
+  run succeeds, and the failure alert (`RETURNS_SYNC_ALERT merchant=m03 ...`) names it and no
+  one else. Its receipts run may succeed: with no RMA of its own, no package of it is received
+  and there is nothing to act on in Loop (nothing is done in its shop, which is checked);
 - nothing crosses merchants: no RMA, state row or Loop action of one merchant carries another
   merchant's return, and `m03` has none at all.
 """
@@ -261,7 +263,7 @@ def test_one_deployment_serves_each_merchant_alone_and_a_revoked_one_fails_alone
     assert Counter(loop_return_id(r) for r in consumer_returns(running.sandbox)) == per_return
 
     named = alerts(running)
-    assert named[BROKEN] >= 1, f"the failure alert names {BROKEN}"
+    assert named[BROKEN] >= len(broken), f"each failed run of {BROKEN} alerts, naming it"
     assert set(named) == {BROKEN}, f"only {BROKEN} is alerted on: {dict(named)}"
     print(
         f"\nstack up in {running.started_in:.0f}s, DAG runs in {time.monotonic() - started:.0f}s;"
