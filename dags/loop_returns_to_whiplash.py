@@ -22,78 +22,100 @@ whose label reached `pre_transit` (or a later status, if `pre_transit` was skipp
   in the report and retried on later runs; the run fails only when more than
   `RETURNS_SYNC_MAX_UNMAPPABLE` pile up.
 * **Report**: `$AIRFLOW_HOME/returns_sync/reports/loop_returns_to_whiplash/<run_id>/`.
+* **Merchants**: with a merchants file (`RETURNS_SYNC_MERCHANTS`), one such DAG per merchant,
+  `loop_returns_to_whiplash__<id>` (the merchant `default` keeps this id), tagged
+  `merchant:<id>`, on its own connections, records, cadence (`rma_every_minutes`) and staggered
+  minute (docs/OPERATIONS.md#merchants).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from airflow.sdk import AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 
-from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
-from include.returns_sync.settings import settings
-from include.returns_sync.webhooks.assets import LOOP_WEBHOOKS, RMA_ASSET
-
-SCHEDULE = timedelta(minutes=settings().rma_schedule_minutes)
-
-
-@dag(
-    dag_id="loop_returns_to_whiplash",
-    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(SCHEDULE), assets=LOOP_WEBHOOKS),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS,
-    default_args=default_args(),
-    params={
-        "return_ids": Param(
-            [],
-            type="array",
-            title="Loop return ids",
-            description="Sync only these Loop returns now (leave empty to poll the window).",
-        ),
-        "dry_run": Param(
-            False, type="boolean", title="Dry run", description="Decide and report, create nothing."
-        ),
-    },
+from include.returns_sync.dag_defaults import (
+    START_DATE,
+    dag_merchants,
+    default_args,
+    rma_every,
+    tags,
 )
-def loop_returns_to_whiplash() -> None:
-    @task(pool="loop_api")
-    def plan(params: dict, data_interval_end: datetime | None = None, **context) -> dict:
-        from include.returns_sync.tasks import rma
-        from include.returns_sync.webhooks.assets import webhook_only_run
+from include.returns_sync.merchants import Merchant
+from include.returns_sync.webhooks.assets import loop_webhooks, rma_asset
 
-        return rma.plan(params, data_interval_end, webhook_only=webhook_only_run(context))
-
-    @task(pool="loop_api")
-    def collect(options: dict, **context) -> list[dict]:
-        from include.returns_sync.tasks import rma
-
-        return rma.collect_with_inbox(options, claimer=f"{context['run_id']}/collect")
-
-    @task(pool="whiplash_api")
-    def create_rmas(batch: dict, options: dict) -> list[dict]:
-        from include.returns_sync.tasks import rma
-
-        return rma.create_batch(batch, options)
-
-    @task(outlets=[RMA_ASSET])
-    def report(options: dict, results: list, **context) -> dict:
-        from include.returns_sync.tasks import rma
-
-        summary = rma.report(
-            options, results, dag_id=context["dag"].dag_id, run_id=context["run_id"]
-        )
-        context["outlet_events"][RMA_ASSET].extra = {
-            "created": summary["loop_return_ids"].get("created", [])[:500],
-            "counts": summary["counts"],
-        }
-        return summary["counts"]
-
-    options = plan()
-    results = create_rmas.partial(options=options).expand(batch=collect(options))
-    report(options, results)
+BASE_DAG_ID = "loop_returns_to_whiplash"
 
 
-loop_returns_to_whiplash()
+def build(merchant: Merchant) -> None:
+    """The RMA DAG of one merchant (registered with the DAG bag when called)."""
+    rma_created = rma_asset(merchant.id)
+
+    @dag(
+        dag_id=merchant.dag_id(BASE_DAG_ID),
+        schedule=AssetOrTimeSchedule(
+            timetable=rma_every(merchant), assets=loop_webhooks(merchant.id)
+        ),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        doc_md=__doc__,
+        tags=tags(merchant),
+        default_args=default_args(),
+        params={
+            "return_ids": Param(
+                [],
+                type="array",
+                title="Loop return ids",
+                description="Sync only these Loop returns now (leave empty to poll the window).",
+            ),
+            "dry_run": Param(
+                False,
+                type="boolean",
+                title="Dry run",
+                description="Decide and report, create nothing.",
+            ),
+        },
+    )
+    def loop_returns_to_whiplash() -> None:
+        @task(pool="loop_api")
+        def plan(params: dict, data_interval_end: datetime | None = None, **context) -> dict:
+            from include.returns_sync.tasks import rma
+            from include.returns_sync.webhooks.assets import webhook_only_run
+
+            return rma.plan(params, data_interval_end, webhook_only=webhook_only_run(context))
+
+        @task(pool="loop_api")
+        def collect(options: dict, **context) -> list[dict]:
+            from include.returns_sync.tasks import rma
+
+            return rma.collect_with_inbox(options, claimer=f"{context['run_id']}/collect")
+
+        @task(pool="whiplash_api")
+        def create_rmas(batch: dict, options: dict) -> list[dict]:
+            from include.returns_sync.tasks import rma
+
+            return rma.create_batch(batch, options)
+
+        @task(outlets=[rma_created])
+        def report(options: dict, results: list, **context) -> dict:
+            from include.returns_sync.tasks import rma
+
+            summary = rma.report(
+                options, results, dag_id=context["dag"].dag_id, run_id=context["run_id"]
+            )
+            context["outlet_events"][rma_created].extra = {
+                "created": summary["loop_return_ids"].get("created", [])[:500],
+                "counts": summary["counts"],
+            }
+            return summary["counts"]
+
+        options = plan()
+        results = create_rmas.partial(options=options).expand(batch=collect(options))
+        report(options, results)
+
+    loop_returns_to_whiplash()
+
+
+for _merchant in dag_merchants(BASE_DAG_ID):
+    build(_merchant)

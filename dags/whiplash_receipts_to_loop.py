@@ -29,72 +29,94 @@ tell Loop to **Process** it, or **Flag** it with a Return Note that says why.
   and the watermark where it was, so the first live run takes every action it skipped.
 * **Report**: `$AIRFLOW_HOME/returns_sync/reports/whiplash_receipts_to_loop/<run_id>/`
   (`summary.json`, `lines.csv` per return and SKU, `verdicts.csv`, `actions.csv`).
+* **Merchants**: with a merchants file (`RETURNS_SYNC_MERCHANTS`), one such DAG per merchant,
+  `whiplash_receipts_to_loop__<id>` (the merchant `default` keeps this id), tagged
+  `merchant:<id>`, with its own criteria file (`criteria`), Whiplash customer, records, cadence
+  (`receipts_every_minutes`) and staggered minute (docs/OPERATIONS.md#merchants).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
 
-from include.returns_sync.dag_defaults import START_DATE, TAGS, default_args
-from include.returns_sync.settings import settings
-from include.returns_sync.webhooks.assets import (
-    LOOP_RETURN_WEBHOOKS,
-    RMA_ASSET,
-    WHIPLASH_WEBHOOKS,
+from include.returns_sync.dag_defaults import (
+    START_DATE,
+    dag_merchants,
+    default_args,
+    receipts_every,
+    tags,
 )
+from include.returns_sync.merchants import Merchant
+from include.returns_sync.webhooks.assets import receipt_webhooks, rma_asset
 
-DECISIONS_ASSET = Asset("returns_sync://loop/decisions", group="returns_sync")
-EVERY = timedelta(minutes=settings().receipts_schedule_minutes)
+BASE_DAG_ID = "whiplash_receipts_to_loop"
+DECISIONS_URI = "returns_sync://loop/decisions"
 
 
-@dag(
-    dag_id="whiplash_receipts_to_loop",
-    schedule=AssetOrTimeSchedule(
-        timetable=DeltaTriggerTimetable(EVERY),
-        assets=RMA_ASSET | WHIPLASH_WEBHOOKS | LOOP_RETURN_WEBHOOKS,
-    ),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS,
-    default_args=default_args(),
-    params={
-        "consumer_return_ids": Param(
-            [],
-            type="array",
-            title="Whiplash consumer return ids",
-            description="Reconcile only these consumer returns now (leave empty to poll).",
+def decisions_asset(merchant: Merchant) -> Asset:
+    """The Loop decisions of one merchant (the default merchant keeps today's URI)."""
+    uri = DECISIONS_URI if merchant.is_default else f"{DECISIONS_URI}/{merchant.id}"
+    return Asset(uri, group="returns_sync")
+
+
+def build(merchant: Merchant) -> None:
+    """The receipts DAG of one merchant (registered with the DAG bag when called)."""
+    decisions = decisions_asset(merchant)
+
+    @dag(
+        dag_id=merchant.dag_id(BASE_DAG_ID),
+        schedule=AssetOrTimeSchedule(
+            timetable=receipts_every(merchant),
+            assets=rma_asset(merchant.id) | receipt_webhooks(merchant.id),
         ),
-        "dry_run": Param(
-            False, type="boolean", title="Dry run", description="Decide and report; send nothing."
-        ),
-    },
-)
-def whiplash_receipts_to_loop() -> None:
-    @task(pool="whiplash_api")
-    def plan(params: dict, data_interval_end: datetime | None = None, **context) -> dict:
-        from include.returns_sync.tasks import receipts
-        from include.returns_sync.webhooks.assets import webhook_only_run
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        doc_md=__doc__,
+        tags=tags(merchant),
+        default_args=default_args(),
+        params={
+            "consumer_return_ids": Param(
+                [],
+                type="array",
+                title="Whiplash consumer return ids",
+                description="Reconcile only these consumer returns now (leave empty to poll).",
+            ),
+            "dry_run": Param(
+                False,
+                type="boolean",
+                title="Dry run",
+                description="Decide and report; send nothing.",
+            ),
+        },
+    )
+    def whiplash_receipts_to_loop() -> None:
+        @task(pool="whiplash_api")
+        def plan(params: dict, data_interval_end: datetime | None = None, **context) -> dict:
+            from include.returns_sync.tasks import receipts
+            from include.returns_sync.webhooks.assets import webhook_only_run
 
-        return receipts.plan(params, data_interval_end, webhook_only=webhook_only_run(context))
+            return receipts.plan(params, data_interval_end, webhook_only=webhook_only_run(context))
 
-    @task(pool="loop_api", outlets=[DECISIONS_ASSET])
-    def reconcile_and_act(options: dict, **context) -> dict:
-        from include.returns_sync.tasks import receipts
+        @task(pool="loop_api", outlets=[decisions])
+        def reconcile_and_act(options: dict, **context) -> dict:
+            from include.returns_sync.tasks import receipts
 
-        summary = receipts.run_with_inbox(
-            dag_id=context["dag"].dag_id, run_id=context["run_id"], options=options
-        )
-        context["outlet_events"][DECISIONS_ASSET].extra = {
-            "verdicts": summary["verdicts"],
-            "actions": summary["actions"],
-        }
-        return {"verdicts": summary["verdicts"], "actions": summary["actions"]}
+            summary = receipts.run_with_inbox(
+                dag_id=context["dag"].dag_id, run_id=context["run_id"], options=options
+            )
+            context["outlet_events"][decisions].extra = {
+                "verdicts": summary["verdicts"],
+                "actions": summary["actions"],
+            }
+            return {"verdicts": summary["verdicts"], "actions": summary["actions"]}
 
-    reconcile_and_act(plan())
+        reconcile_and_act(plan())
+
+    whiplash_receipts_to_loop()
 
 
-whiplash_receipts_to_loop()
+for _merchant in dag_merchants(BASE_DAG_ID):
+    build(_merchant)

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: field -> (default, [(valid value, what it reads as)], [values it refuses]).
 #: Paths and the migrations URL take any text, so they have no value to refuse.
 CASES: dict[str, tuple[Any, list[tuple[str, Any]], list[str]]] = {
+    "merchants": (None, [("/etc/returns/merchants.yaml", Path("/etc/returns/merchants.yaml"))], []),
     "rma_schedule_minutes": (5, [("10", 10), ("1", 1)], ["0", "five"]),
     "receipts_schedule_minutes": (15, [("30", 30)], ["-1", "1.5"]),
     "backfill_cron": (
@@ -54,7 +55,6 @@ CASES: dict[str, tuple[Any, list[tuple[str, Any]], list[str]]] = {
     "api_pool_slots": (2, [("4", 4), ("1", 1)], ["0", "two"]),
     "http_timeout": (30.0, [("0.3", 0.3), ("0", 30.0)], ["-1", "inf", "30s"]),
     "retry_wait_scale": (1.0, [("0.01", 0.01), ("0", 1.0)], ["-0.5", "x"]),
-    "merchants": (None, [("/etc/returns/merchants.yaml", Path("/etc/returns/merchants.yaml"))], []),
     "migrations_db": (None, [("sqlite:////tmp/state.db", "sqlite:////tmp/state.db")], []),
 }
 

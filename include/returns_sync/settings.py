@@ -181,7 +181,8 @@ class Settings:
     bad value fails only what reads it (see the module docstring).
     """
 
-    # schedules and task defaults (read by the DAG files at parse time)
+    # which merchants, their schedules and task defaults (read by the DAG files at parse time)
+    merchants: Variable[Path | None] = Variable("RETURNS_SYNC_MERCHANTS", None, path)
     rma_schedule_minutes = Variable("RETURNS_SYNC_RMA_SCHEDULE_MINUTES", 5, whole(1))
     receipts_schedule_minutes = Variable("RETURNS_SYNC_RECEIPTS_SCHEDULE_MINUTES", 15, whole(1))
     backfill_cron = Variable("RETURNS_SYNC_BACKFILL_CRON", "0 2 * * *", cron)
@@ -212,7 +213,6 @@ class Settings:
     retry_wait_scale = Variable("RETURNS_SYNC_RETRY_WAIT_SCALE", 1.0, number(zero=1.0))
 
     # command-line tools
-    merchants: Variable[Path | None] = Variable("RETURNS_SYNC_MERCHANTS", None, path)
     migrations_db: Variable[str | None] = Variable("RETURNS_SYNC_DB", None, text)
 
     def __init__(self, environ: Mapping[str, str]) -> None:

@@ -11,7 +11,9 @@ One place for what tests/dags (fixtures `pipeline_env`, `run_dag`) and tests/rel
   params), serialised between threads;
 * `Pipeline.run` runs one DAG to its end and returns a `DagResult`: the run state, the
   summary.json it wrote and Airflow's task attempts;
-* `failure_alerts` and `counting_retries` collect what the DAGs log while a block runs.
+* `failure_alerts` and `counting_retries` collect what the DAGs log while a block runs;
+* `wire_merchants` writes a merchants file and gives each merchant's connection ids the
+  sandbox's connections (the single-shop sandbox: every merchant reaches the same shop).
 """
 
 from __future__ import annotations
@@ -54,6 +56,42 @@ def wire_environment(
     monkeypatch.setenv("RETURNS_SYNC_HTTP_TIMEOUT", "1.0")
     for name, value in (extra_env or {}).items():
         monkeypatch.setenv(name, value)
+
+
+def wire_merchants(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entries: list[dict[str, Any]],
+    *,
+    keep_default_connections: bool = True,
+) -> Path:
+    """Write `entries` as the merchants file (`RETURNS_SYNC_MERCHANTS`) and define every
+    connection id they use as a copy of the sandbox's `loop_default` / `whiplash_default`
+    (call after `wire_environment`). Without `keep_default_connections` the default ids are
+    removed, so a run that used them instead of its merchant's would fail."""
+    import os
+
+    import yaml
+
+    from include.returns_sync.merchants import parse_merchants
+
+    path = home / "merchants.yaml"
+    path.write_text(yaml.safe_dump({"merchants": entries}, sort_keys=False))
+    loaded = parse_merchants(path.read_text(), path)
+    assert not loaded.problems, loaded.describe_problems()
+    loop = os.environ["AIRFLOW_CONN_LOOP_DEFAULT"]
+    whiplash = os.environ["AIRFLOW_CONN_WHIPLASH_DEFAULT"]
+    for merchant in loaded.merchants:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{merchant.loop_conn_id.upper()}", loop)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{merchant.whiplash_conn_id.upper()}", whiplash)
+    if not keep_default_connections:
+        used = {m.loop_conn_id for m in loaded.merchants} | {
+            m.whiplash_conn_id for m in loaded.merchants
+        }
+        for conn_id in {"loop_default", "whiplash_default"} - used:
+            monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id.upper()}", raising=False)
+    monkeypatch.setenv("RETURNS_SYNC_MERCHANTS", str(path))
+    return path
 
 
 _PARSING = threading.Lock()

@@ -116,6 +116,7 @@ class ReceiptStore(DispositionStore, Protocol):
     ) -> Mapping[str, Mapping[ActionKind, LoopAction]]: ...
     def actions_for(self, loop_return_id: str) -> Mapping[ActionKind, LoopAction]: ...
     def advance_watermark(self, name: str, value: datetime) -> datetime: ...
+    def merchant_of_whiplash_return(self, whiplash_return_id: int) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class ReceiptSettings:
 
     criteria: Criteria
     actions: ActionSettings = field(default_factory=ActionSettings)
+    #: The other merchants of this merchant's Whiplash account (their RMAs are not ours).
+    account_peers: frozenset[str] = frozenset()
 
     @property
     def dry_run(self) -> bool:
@@ -314,6 +317,7 @@ def run_receipts(
         report.undecided.append(Undecided.from_listing(raw, error))
 
     candidates = _candidates(whiplash, scope, criteria, invalid_receipt)
+    candidates = _not_peers(store, candidates, settings.account_peers)
     final = [cr for cr in candidates if criteria.is_final(cr.status)]
     ids = [cr.id for cr in final]
     decisions = store.get_decisions(ids)
@@ -399,6 +403,30 @@ def _candidates(
             if cr.id not in seen
         ]
     return candidates
+
+
+def _not_peers(
+    store: ReceiptStore, candidates: list[ConsumerReturn], peers: frozenset[str]
+) -> list[ConsumerReturn]:
+    """The candidates that are not the RMA of another merchant of the same Whiplash account.
+
+    Merchants sharing a Whiplash account each read it as their own customer (`X-Customer-ID`),
+    so a peer's consumer return should never be listed here; if one is (a read Whiplash does
+    not scope by customer), the peer reconciles it, and this merchant must neither report it as
+    `UNKNOWN_RETURN` (reporting it twice) nor look at it further. A return no merchant created
+    stays: it is reported once, by the merchant whose customer or account it came in on. No
+    peers (a merchant alone on its account): nothing to check, no query.
+    """
+    if not peers:
+        return candidates
+    kept = []
+    for cr in candidates:
+        owner = store.merchant_of_whiplash_return(cr.id)
+        if owner in peers:
+            log.info("Skipping Whiplash return %s: an RMA of merchant %s", cr.id, owner)
+        else:
+            kept.append(cr)
+    return kept
 
 
 def _read_loop_returns(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@fails_fast
 def plan(
     params: Mapping[str, Any], interval_start: datetime | None, interval_end: datetime | None
 ) -> dict[str, Any]:

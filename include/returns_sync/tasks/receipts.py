@@ -30,6 +30,7 @@ def plan_window(data_interval_end: datetime) -> dict[str, str]:
     return runtime.planned_window(RECEIPT_WATERMARK, data_interval_end)
 
 
+@fails_fast
 def plan(
     params: Mapping[str, Any], data_interval_end: datetime | None, *, webhook_only: bool
 ) -> dict[str, Any]:
@@ -133,20 +134,27 @@ def reconcile_and_act(
     """
     from include.returns_sync.domain.actions import ActionSettings
     from include.returns_sync.domain.receipts import ReceiptScope, ReceiptSettings, run_receipts
+    from include.returns_sync.merchants import MERCHANTS_ENV_VAR, account_peers
     from include.returns_sync.reconcile.criteria import (
         CRITERIA_ENV_VAR,
         CriteriaError,
         load_criteria,
     )
 
+    merchant = runtime.current_merchant()
     try:
-        criteria = load_criteria()
+        criteria = load_criteria(merchant.criteria)
     except CriteriaError as exc:  # configuration: fail now, without retries, and say the fix
         from airflow.sdk.exceptions import AirflowFailException
 
+        where = (
+            f"its `criteria` entry in {MERCHANTS_ENV_VAR}'s file"
+            if merchant.criteria
+            else CRITERIA_ENV_VAR
+        )
         raise AirflowFailException(
-            f"Invalid merchant criteria: {exc}. Fix the file (every option is in "
-            f"docs/CRITERIA.md) or point {CRITERIA_ENV_VAR} at a valid one."
+            f"Invalid criteria of merchant {merchant.id!r}: {exc}. Fix the file (every option "
+            f"is in docs/CRITERIA.md) or point {where} at a valid one."
         ) from exc
     store = runtime.state_store()
     actions = ActionSettings(dry_run=dry_run, process_settle=runtime.process_settle())
@@ -156,7 +164,7 @@ def reconcile_and_act(
         whiplash=runtime.whiplash_hook(),
         loop=runtime.loop_hook(),
         store=store,
-        settings=ReceiptSettings(criteria, actions),
+        settings=ReceiptSettings(criteria, actions, account_peers(merchant)),
     )
     summary = report.summary()
     folder = write_report(dag_id, run_id, summary, report.tables())

@@ -29,6 +29,7 @@ def plan_window(data_interval_end: datetime) -> dict[str, str]:
     return runtime.planned_window(POLL_WATERMARK, data_interval_end)
 
 
+@fails_fast
 def plan(
     params: Mapping[str, Any], data_interval_end: datetime | None, *, webhook_only: bool
 ) -> dict[str, Any]:
@@ -230,6 +231,7 @@ def _invalid(raw: dict[str, Any], exc: ValueError) -> Any:
     )
 
 
+@fails_fast
 def report(
     options: RunOptions | Mapping[str, Any],
     results: Iterable[list[dict[str, Any]]],

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import Asset, AssetWatcher
+from airflow.sdk import Asset, AssetAny, AssetWatcher
 
 from include.returns_sync.settings import settings
 from include.returns_sync.webhooks.triggers import WebhookInboxTrigger
@@ -54,3 +54,32 @@ def webhook_only_run(context: Mapping[str, Any]) -> bool:
     events = context.get("triggering_asset_events") or {}
     uris = [str(getattr(asset, "uri", "")) for asset in events]
     return bool(uris) and all(uri.startswith(WEBHOOK_URI_PREFIX) for uri in uris)
+
+
+# ---- Per merchant (issue 13). MINIMAL VERSION by H4 so the per-merchant DAGs parse; H5 owns
+# this module and its version (one shared watcher per vendor) replaces this block at merge. ----
+
+
+def loop_webhooks(merchant_id: str) -> Asset:
+    """The asset of one merchant's Loop `label` webhooks (default: `LOOP_WEBHOOKS`)."""
+    if merchant_id == "default":
+        return LOOP_WEBHOOKS
+    return Asset(f"{WEBHOOK_URI_PREFIX}loop/{merchant_id}", group="returns_sync")
+
+
+def receipt_webhooks(merchant_id: str) -> AssetAny:
+    """The assets that wake one merchant's receipts DAG: its Whiplash events and its Loop
+    `return.*` events."""
+    if merchant_id == "default":
+        return AssetAny(WHIPLASH_WEBHOOKS, LOOP_RETURN_WEBHOOKS)
+    return AssetAny(
+        Asset(f"{WEBHOOK_URI_PREFIX}whiplash/{merchant_id}", group="returns_sync"),
+        Asset(f"{WEBHOOK_URI_PREFIX}loop_return/{merchant_id}", group="returns_sync"),
+    )
+
+
+def rma_asset(merchant_id: str) -> Asset:
+    """The RMAs one merchant's RMA DAG created (it schedules that merchant's receipts DAG)."""
+    if merchant_id == "default":
+        return RMA_ASSET
+    return Asset(f"returns_sync://whiplash/consumer_returns/{merchant_id}", group="returns_sync")
