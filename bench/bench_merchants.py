@@ -1075,9 +1075,18 @@ def run_limiter(seconds: float) -> dict[str, Any]:
         "when": now(),
         "seconds": seconds,
         "table": [line for line in lines if line.startswith("|")],
-        "verdicts": [line for line in lines if line.startswith("- ")],
+        "verdicts": bullets(lines),
         "load": load(),
     }
+
+
+def bullets(lines: list[str]) -> list[str]:
+    """The report's bullet points, each with its continuation lines."""
+    found: list[str] = []
+    for line in lines:
+        if line.startswith("- ") or (found and line.startswith("  ") and line.strip()):
+            found.append(line)
+    return found
 
 
 def limiter_markdown(result: dict[str, Any]) -> str:
