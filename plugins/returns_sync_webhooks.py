@@ -1,7 +1,8 @@
 """Airflow plugin: the returns-sync webhook endpoints inside the Airflow API server.
 
-Serves `POST /returns-sync/webhooks/loop` and `POST /returns-sync/webhooks/whiplash` (see
-`include/returns_sync/webhooks/app.py` and docs/WEBHOOKS.md). The API server applies no Airflow
+Serves `POST /returns-sync/webhooks/loop`, `POST /returns-sync/webhooks/loop/<merchant id>` (one
+Loop shop per merchant) and `POST /returns-sync/webhooks/whiplash` (one per deployment, routed
+to each event's merchant); see `include/returns_sync/webhooks/app.py` and docs/WEBHOOKS.md. The API server applies no Airflow
 authentication to plugin apps; the endpoints check the vendors' HMAC signatures themselves.
 
 Airflow imports plugins in every component, task processes included, so this module stays

@@ -29,9 +29,11 @@ mkdir -p "$AIRFLOW_HOME"
 if [ ! -f "$AIRFLOW_HOME/.migrated" ] || [ "$(cat "$AIRFLOW_HOME/.migrated")" != "$want" ]; then
   echo ">> airflow db migrate ($AIRFLOW_HOME)" >&2
   airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log" >&2; exit 1; }
-  # Pools bound concurrent API tasks across all workers (PRODUCT.md "pools for rate limits").
-  slots="${RETURNS_SYNC_API_POOL_SLOTS:-2}"   # concurrency only; the rate is shared per account
-  airflow pools set loop_api "$slots" "Loop API: 300 requests/min per key" >/dev/null
-  airflow pools set whiplash_api "$slots" "Whiplash API: 10 requests/s per account" >/dev/null
+  # Pools bound how many API tasks run at once (the shared limiter binds the rate); sizes from
+  # include/returns_sync/deploy/pools.py (loop_api: 3 slots per merchant of the merchants file).
+  airflow pools set loop_api "$(python -m include.returns_sync.deploy.pools loop_api)" \
+    "Loop API tasks (rate: 300 requests/min per API key, shared limiter)" >/dev/null
+  airflow pools set whiplash_api "$(python -m include.returns_sync.deploy.pools whiplash_api)" \
+    "Whiplash API tasks (rate: 10 requests/s per account, shared limiter)" >/dev/null
   echo "$want" > "$AIRFLOW_HOME/.migrated"
 fi

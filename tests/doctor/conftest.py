@@ -51,6 +51,8 @@ EXPECTED_ROWS = {
     "airflow.state_store",
     "airflow.pool.loop_api",
     "airflow.pool.whiplash_api",
+    "merchant.criteria",
+    "merchant.whiplash_customer",
 }
 #: Where `python -m include.returns_sync.doctor` runs from (the project root).
 REPO_ROOT_FOR_CLI = Path(__file__).resolve().parents[2]

@@ -41,9 +41,7 @@ def test_pools() -> Iterator[None]:
 
 
 def test_pools_missing_or_wrong_sized(test_pools: None) -> None:
-    rows = {
-        row.name: row for row in airflow_checks.pool_rows(2, {MISSING: "x", SMALL: "x", EXACT: "x"})
-    }
+    rows = {row.name: row for row in airflow_checks.pool_rows({MISSING: 2, SMALL: 2, EXACT: 2})}
 
     missing = rows[f"airflow.pool.{MISSING}"]
     assert missing.status is Status.BLOCKING
@@ -60,7 +58,7 @@ def test_pools_are_skipped_outside_a_deployment(
         airflow_checks, "metadata_database_problem", lambda: "no metadata database at /nowhere"
     )
 
-    rows = airflow_checks.pool_rows(2)
+    rows = airflow_checks.pool_rows({"loop_api": 3, "whiplash_api": 2})
 
     assert [row.status for row in rows] == [Status.SKIPPED, Status.SKIPPED]
     assert "not inside an Airflow deployment" in rows[0].observed
@@ -72,7 +70,9 @@ def test_the_real_pools_match_the_settings(doctor_env: dict[str, str]) -> None:
 
     rows = run()
 
-    assert rows["airflow.pool.loop_api"].status is Status.OK  # scripts/_env.sh sets 2 slots
+    assert (
+        rows["airflow.pool.loop_api"].status is Status.OK
+    )  # scripts/_env.sh sizes it (deploy/pools.py)
     assert rows["airflow.pool.whiplash_api"].status is Status.OK
 
 

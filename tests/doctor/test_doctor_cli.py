@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -49,13 +48,3 @@ def test_cli_unknown_merchant_is_a_usage_error(
 
     err = capsys.readouterr().err
     assert "unknown merchant 'acme'" in err and "'default'" in err
-
-
-def test_cli_refuses_a_merchants_file_until_multi_merchant_exists(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("RETURNS_SYNC_MERCHANTS", str(tmp_path / "merchants.yaml"))
-
-    assert main(["--merchant", "default"]) == 2
-
-    assert "RETURNS_SYNC_MERCHANTS" in capsys.readouterr().err

@@ -381,7 +381,7 @@ def test_every_scoped_query_reads_an_index_not_the_whole_table(
         event.remove(acme.engine, "before_cursor_execute", record)
     assert len(captured) >= 20
 
-    canary = "SELECT loop_return_id FROM sync_records WHERE last_run_id = 'x'"
+    canary = "SELECT loop_return_id FROM sync_records WHERE reason_detail = 'x'"
     with acme.engine.connect() as conn:
         assert _full_scans(conn, [(canary, ())]) != []  # the check sees a full scan
         assert _full_scans(conn, captured) == []

@@ -101,7 +101,11 @@ def test_a_duplicate_delivery_is_answered_200_without_new_work(
     first = webhook_server.loop(label_payload("48000001", "in_transit"))
     again = webhook_server.loop(label_payload("48000001", "in_transit"))
     assert again.status_code == 200
-    assert again.json() == {"status": "duplicate", "inbox_id": first.json()["inbox_id"]}
+    assert again.json() == {
+        "status": "duplicate",
+        "inbox_id": first.json()["inbox_id"],
+        "merchant": "default",
+    }
     assert len(inbox_rows(webhook_server.store)) == 1
     # ... also after the first one was handled
     webhook_server.store.inbox_done([first.json()["inbox_id"]])

@@ -11,6 +11,7 @@ from include.returns_sync.webhooks.payloads import (
     needs_work,
     parse_loop,
     parse_whiplash,
+    whiplash_customer_id,
 )
 from tests.webhooks.support import consumer_return_payload, label_payload, php_json
 
@@ -148,7 +149,25 @@ def test_customer_data_in_a_whiplash_payload_is_not_kept() -> None:
         "id": 180001,
         "status": 300,
         "updated_at": "2026-03-13T15:39:21+00:00",
+        "customer_id": None,  # the Whiplash customer (a merchant), not the consumer
     }
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (consumer_return_payload(customer_id=4711), 4711),
+        (consumer_return_payload(customer_id="4711"), 4711),
+        ({**consumer_return_payload(), "customer_id": 12}, 12),
+        (consumer_return_payload(customer_id="not-an-id"), None),  # routing falls back, no 400
+        (consumer_return_payload(), None),
+    ],
+)
+def test_the_whiplash_customer_of_an_event_is_kept_for_routing(
+    payload: dict, expected: int | None
+) -> None:
+    event = parse_whiplash(body(payload))
+    assert whiplash_customer_id(event) == expected
 
 
 @pytest.mark.parametrize(

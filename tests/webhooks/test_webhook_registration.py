@@ -278,3 +278,72 @@ def test_strict_whiplash_deliveries_of_every_event_and_either_key_are_all_answer
         "done",
         "no work: consumer_return.created starts no reconciliation",
     ) in rows
+
+
+# --------------------------------------------------------------------------- --merchant
+
+
+@pytest.fixture
+def two_merchants(connections: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """A merchants file with `acme` and `beta` sharing the sandbox's Whiplash account; both
+    Loop connections reach the sandbox's shop (its subscriptions then show both URLs)."""
+    import os
+
+    loop = os.environ["AIRFLOW_CONN_LOOP_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_LOOP_ACME", loop)
+    monkeypatch.setenv("AIRFLOW_CONN_LOOP_BETA", loop)
+    merchants = tmp_path / "merchants.yaml"
+    merchants.write_text(
+        "merchants:\n"
+        "  - id: acme\n    whiplash_customer_id: 11\n"
+        "  - id: beta\n    whiplash_customer_id: 12\n"
+    )
+    monkeypatch.setenv("RETURNS_SYNC_MERCHANTS", str(merchants))
+    return connections
+
+
+def test_registering_a_merchant_points_its_loop_shop_at_its_own_endpoint(
+    two_merchants: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", BASE, "--merchant", "acme"]) == 0
+    assert "merchant acme: 6 subscription(s); did change 5." in capsys.readouterr().out
+    acme_url = f"{LOOP_URL}/acme"
+    assert loop_subscriptions(two_merchants) == {
+        ("label", "label.created", acme_url, "active"),
+        ("label", "label.updated", acme_url, "active"),
+        ("return", "return.closed", acme_url, "active"),
+    }
+    # the Whiplash endpoint stays one per deployment
+    assert {url for _, url, _, _ in whiplash_subscriptions(two_merchants)} == {WHIPLASH_URL}
+    assert main(["--url", BASE, "--merchant", "acme"]) == 0  # again: nothing changes
+    assert "did change 0." in capsys.readouterr().out
+    assert main(["--url", BASE, "--merchant", "beta", "--only", "loop"]) == 0
+    assert {url for _, _, url, _ in loop_subscriptions(two_merchants)} == {
+        acme_url,
+        f"{LOOP_URL}/beta",
+    }
+
+
+def test_registering_an_unknown_merchant_fails_before_calling_any_vendor(
+    two_merchants: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", BASE, "--merchant", "gone"]) == 2
+    assert "unknown merchant 'gone'" in capsys.readouterr().err
+    assert two_merchants.loop.subscriptions() == []
+    assert two_merchants.whiplash.notifier.live_subscriptions() == []
+
+
+def test_without_a_merchants_file_only_the_default_merchant_registers(
+    connections: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", BASE, "--merchant", "acme", "--dry-run"]) == 2
+    assert "unknown merchant 'acme'" in capsys.readouterr().err
+    assert main(["--url", BASE, "--merchant", "default", "--dry-run"]) == 0
+
+
+def test_endpoint_urls_name_the_merchant_in_the_loop_url_only() -> None:
+    assert endpoint_urls(BASE, merchant_id="acme") == {
+        "loop": f"{LOOP_URL}/acme",
+        "whiplash": WHIPLASH_URL,
+    }
+    assert endpoint_urls(BASE, merchant_id="default")["loop"] == LOOP_URL

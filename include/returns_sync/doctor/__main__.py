@@ -35,7 +35,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--merchant",
         default=DEFAULT_MERCHANT,
-        help=f"merchant id (default {DEFAULT_MERCHANT!r}, the only one without a merchants file)",
+        help=f"merchant id from the merchants file (default {DEFAULT_MERCHANT!r}, the only one "
+        "without a merchants file)",
     )
     parser.add_argument(
         "--url",

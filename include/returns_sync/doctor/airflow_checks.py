@@ -9,6 +9,7 @@ scheduled (Airflow only logs a warning), so a missing pool blocks going live.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from include.returns_sync.doctor.checks import (
     describe_error,
 )
 
-API_POOLS = {
-    "loop_api": "Loop API: 300 requests/min per key",
-    "whiplash_api": "Whiplash API: 10 requests/s per account",
+#: What too few slots cost, per pool (the shared limiter binds the rate, pools concurrency).
+SHORT_POOL_COST = {
+    "loop_api": "a merchant's Loop tasks can wait for another merchant's slot",
+    "whiplash_api": "fewer Whiplash tasks run at once than RETURNS_SYNC_API_POOL_SLOTS says",
 }
 
 
@@ -227,16 +229,20 @@ def metadata_database_problem() -> str | None:
         return describe_error(error)
 
 
-def pool_rows(expected_slots: int, pools: dict[str, str] | None = None) -> list[CheckResult]:
-    """One row per API pool: exists, with `expected_slots` (RETURNS_SYNC_API_POOL_SLOTS)."""
-    wanted = API_POOLS if pools is None else pools
+def pool_rows(
+    expected: Mapping[str, int], descriptions: Mapping[str, str] | None = None
+) -> list[CheckResult]:
+    """One row per API pool: exists, with at least its expected slots (`deploy/pools.py`)."""
+    from include.returns_sync.deploy.pools import POOLS
+
+    described = POOLS if descriptions is None else descriptions
     problem = metadata_database_problem()
     rows: list[CheckResult] = []
-    for name, description in wanted.items():
+    for name, slots in expected.items():
         row = check(
             f"airflow.pool.{name}",
-            f"Pool {name} exists with {expected_slots} slot(s) (RETURNS_SYNC_API_POOL_SLOTS), "
-            "so API tasks are scheduled and the rate split holds.",
+            f"Pool {name} exists with at least {slots} slot(s) (include/returns_sync/deploy/"
+            "pools.py), so API tasks are scheduled and no merchant waits for another's slot.",
         )
         if problem is not None:
             rows.append(
@@ -248,7 +254,7 @@ def pool_rows(expected_slots: int, pools: dict[str, str] | None = None) -> list[
                 )
             )
             continue
-        rows.append(_pool_row(row, name, description, expected_slots))
+        rows.append(_pool_row(row, name, described.get(name, name), slots))
     return rows
 
 
@@ -280,20 +286,10 @@ def _pool_row(row: RowMaker, name: str, description: str, expected: int) -> Chec
             Status.BLOCKING,
             facts,
         )
-    if slots > expected:
-        return row(
-            f"{slots} slots, expected {expected}",
-            "more API tasks run at once than the per-process rate split assumes, so the vendor "
-            f"will answer 429s: {create}, or raise RETURNS_SYNC_API_POOL_SLOTS to {slots} on "
-            "every component",
-            Status.WARN,
-            facts,
-        )
     if slots < expected:
         return row(
-            f"{slots} slots, expected {expected}",
-            "each task throttles to limit / expected slots, so the vendor's budget is not "
-            f"used fully: {create}, or set RETURNS_SYNC_API_POOL_SLOTS={slots}",
+            f"{slots} slots, expected at least {expected}",
+            f"{SHORT_POOL_COST.get(name, 'API tasks queue for a slot')}: {create}",
             Status.WARN,
             facts,
         )

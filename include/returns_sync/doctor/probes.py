@@ -70,7 +70,11 @@ class TokenGrant:
 
 
 class DoctorWhiplashHook(WhiplashHook):
-    """`WhiplashHook` that only reads, and records each token grant's scope."""
+    """`WhiplashHook` that only reads, and records each token grant's scope.
+
+    Built with the merchant's `customer_id` (sent as `X-Customer-ID`), so each check sees what
+    that merchant's runs see.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

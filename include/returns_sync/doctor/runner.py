@@ -7,7 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from include.returns_sync.clients.oauth import TokenStore
-from include.returns_sync.doctor import airflow_checks, loop_checks, whiplash_checks
+from include.returns_sync.doctor import (
+    airflow_checks,
+    loop_checks,
+    merchant_checks,
+    whiplash_checks,
+)
 from include.returns_sync.doctor.checks import CheckResult, Status, check
 from include.returns_sync.doctor.probes import (
     DoctorLoopHook,
@@ -16,16 +21,23 @@ from include.returns_sync.doctor.probes import (
 )
 from include.returns_sync.doctor.report import redact
 from include.returns_sync.doctor.webhook_checks import loop_webhooks_row, whiplash_webhooks_row
+from include.returns_sync.merchants import (
+    DEFAULT_MERCHANT_ID,
+    Merchant,
+    MerchantsFile,
+    MerchantsFileError,
+    load_merchants,
+)
 from include.returns_sync.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MERCHANT = "default"
+DEFAULT_MERCHANT = DEFAULT_MERCHANT_ID
 MERCHANTS_ENV = Settings.merchants.name
 
 
 class UnknownMerchant(ValueError):
-    """`--merchant` names a merchant this deployment does not have."""
+    """`--merchant` names a merchant this deployment does not have (or the file is unusable)."""
 
 
 @dataclass(frozen=True)
@@ -35,34 +47,57 @@ class Options:
     webhook_base_url: str | None = None
     loop_conn_id: str = "loop_default"
     whiplash_conn_id: str = "whiplash_default"
+    whiplash_customer_id: int | None = None
+    #: The merchant's criteria file; None: RETURNS_SYNC_CRITERIA, else the shipped default.
+    criteria: str | None = None
+    #: Other merchants of the same Whiplash account (they need customer ids to stay apart).
+    account_peers: tuple[str, ...] = ()
 
 
 def options_for_merchant(
     merchant: str, webhook_base_url: str | None, environ: dict[str, str]
 ) -> Options:
-    """The connections of `merchant`. Without a merchants file only `default` exists.
-
-    Several merchants per deployment (PRODUCT.md section 3.1) come with a later release; until
-    then a merchants file is refused rather than half-read.
-    """
-    if Settings.from_env(environ).merchants is not None:
-        raise UnknownMerchant(
-            f"{MERCHANTS_ENV} is set, but this version checks one merchant per deployment "
-            "only (merchants files come with multi-merchant support); unset it to check the "
-            f"{DEFAULT_MERCHANT!r} merchant's connections"
-        )
-    if merchant != DEFAULT_MERCHANT:
-        raise UnknownMerchant(
-            f"unknown merchant {merchant!r}: without a merchants file ({MERCHANTS_ENV}) the "
-            f"only merchant is {DEFAULT_MERCHANT!r}"
-        )
-    return Options(merchant=merchant, webhook_base_url=webhook_base_url)
+    """The connections, customer id and criteria of `merchant` (any merchant of the merchants
+    file named by `RETURNS_SYNC_MERCHANTS` in `environ`; without a file only `default`)."""
+    path = Settings.from_env(environ).merchants
+    if path is None:
+        loaded = MerchantsFile(None, (Merchant.default(),))
+    else:
+        try:
+            loaded = load_merchants(path)
+        except MerchantsFileError as error:
+            raise UnknownMerchant(f"the merchants file cannot be used: {error}") from None
+    chosen = next((m for m in loaded.merchants if m.id == merchant), None)
+    if chosen is None:
+        problem = next((p for p in loaded.problems if p.merchant_id == merchant), None)
+        if problem is not None:
+            raise UnknownMerchant(
+                f"merchant {merchant!r}: its entry in {path} is ignored ({problem}); fix it, "
+                "then run the doctor again"
+            )
+        known = ", ".join(repr(m.id) for m in loaded.merchants)
+        where = f"the merchants file {path}" if path else f"this deployment (no {MERCHANTS_ENV})"
+        raise UnknownMerchant(f"unknown merchant {merchant!r} in {where}; configured: {known}")
+    peers = tuple(
+        m.id
+        for m in loaded.merchants
+        if m.whiplash_conn_id == chosen.whiplash_conn_id and m.id != chosen.id
+    )
+    return Options(
+        merchant=chosen.id,
+        webhook_base_url=webhook_base_url,
+        loop_conn_id=chosen.loop_conn_id,
+        whiplash_conn_id=chosen.whiplash_conn_id,
+        whiplash_customer_id=chosen.whiplash_customer_id,
+        criteria=chosen.criteria,
+        account_peers=peers,
+    )
 
 
 def run_checks(options: Options) -> list[CheckResult]:
     """Every row of the report, secrets redacted. Never raises for a vendor's behaviour."""
     from include.returns_sync import runtime
-    from include.returns_sync.clients.base import api_pool_slots
+    from include.returns_sync.deploy.pools import deployment_slots
 
     secrets: list[str] = []
     loop_conn, loop_resolved = airflow_checks.vendor_connection(
@@ -76,11 +111,17 @@ def run_checks(options: Options) -> list[CheckResult]:
             secrets.extend(resolved.secrets)
     state = airflow_checks.state_store()
     airflow_rows = [
+        *merchant_checks.merchant_rows(
+            criteria=options.criteria,
+            whiplash_conn_id=options.whiplash_conn_id,
+            whiplash_customer_id=options.whiplash_customer_id,
+            account_peers=options.account_peers,
+        ),
         loop_conn,
         whiplash_conn,
         airflow_checks.state_connection(),
         state.result,
-        *airflow_checks.pool_rows(api_pool_slots()),
+        *airflow_checks.pool_rows(deployment_slots()),
     ]
 
     rows: list[CheckResult] = []
@@ -97,14 +138,17 @@ def run_checks(options: Options) -> list[CheckResult]:
             rows,
             "loop.key",
             "loop.webhooks",
-            lambda: [loop_webhooks_row(loop_hook, options.webhook_base_url)],
+            lambda: [loop_webhooks_row(loop_hook, options.webhook_base_url, options.merchant)],
         )
     else:
         rows.append(_skipped("loop.key", f"{options.loop_conn_id} does not resolve"))
     if whiplash_conn.status is Status.OK:
         token_store, blocker = _token_store(state)
         whiplash_hook = DoctorWhiplashHook(
-            options.whiplash_conn_id, token_store=token_store, retry_policy=policy
+            options.whiplash_conn_id,
+            token_store=token_store,
+            retry_policy=policy,
+            customer_id=options.whiplash_customer_id,
         )
         rows += _guarded(
             "whiplash.grant",

@@ -2,7 +2,9 @@
 
 With `--url` (the API server's public base URL, as given to the registration command) the
 doctor looks for subscriptions to exactly our two endpoints. Without it, any subscription whose
-URL ends in `/returns-sync/webhooks/<vendor>` counts as ours, whatever the host. Missing
+URL ends in `/returns-sync/webhooks/<vendor>` counts as ours, whatever the host. For a merchant
+other than `default` the Loop endpoint is `/returns-sync/webhooks/loop/<merchant id>` (its own
+shop signs with its own secret); the Whiplash endpoint is the deployment's one. Missing
 subscriptions are a warning: polling still finds everything, only minutes later.
 """
 
@@ -31,13 +33,26 @@ from include.returns_sync.webhooks.register import (
 )
 
 REGISTER_HINT = "python -m include.returns_sync.webhooks.register --url https://<airflow host>"
+DEFAULT_MERCHANT_ID = "default"
+
+
+def _register_hint(merchant_id: str) -> str:
+    if merchant_id == DEFAULT_MERCHANT_ID:
+        return REGISTER_HINT
+    return f"{REGISTER_HINT} --merchant {merchant_id}"
+
+
 _POLLING = "until then polling finds every return within its schedule (minutes, not seconds)"
 
 
-def _candidate_urls(urls: Iterable[Any], vendor: str, base_url: str | None) -> list[str]:
+def _candidate_urls(
+    urls: Iterable[Any], vendor: str, base_url: str | None, merchant_id: str = DEFAULT_MERCHANT_ID
+) -> list[str]:
     if base_url:
-        return [endpoint_urls(base_url, allow_http=True)[vendor]]
+        return [endpoint_urls(base_url, allow_http=True, merchant_id=merchant_id)[vendor]]
     suffix = f"{URL_PREFIX}/{vendor}"
+    if vendor == "loop" and merchant_id != DEFAULT_MERCHANT_ID:
+        suffix = f"{suffix}/{merchant_id}"
     found = []
     for url in urls:
         if isinstance(url, str) and urlsplit(url.strip()).path.rstrip("/").endswith(suffix):
@@ -45,8 +60,10 @@ def _candidate_urls(urls: Iterable[Any], vendor: str, base_url: str | None) -> l
     return sorted(set(found))
 
 
-def loop_webhooks_row(hook: Any, base_url: str | None) -> CheckResult:
-    """Loop: `label.created`, `label.updated` and `return.closed` active at our URL."""
+def loop_webhooks_row(
+    hook: Any, base_url: str | None, merchant_id: str = DEFAULT_MERCHANT_ID
+) -> CheckResult:
+    """Loop: `label.created`, `label.updated` and `return.closed` active at the merchant's URL."""
     row = check(
         "loop.webhooks",
         f"Loop sends {LOOP_TOPIC} webhooks (label.created, label.updated) and return.closed "
@@ -64,8 +81,9 @@ def loop_webhooks_row(hook: Any, base_url: str | None) -> CheckResult:
         )
     except VendorError as error:
         return row(describe_error(error), "check them in Loop admin", Status.INCONCLUSIVE)
-    urls = _candidate_urls((h.get("url") for h in hooks), "loop", base_url)
-    return _verdict(row, "loop", urls, [(url, plan_loop(hooks, url)) for url in urls], base_url)
+    urls = _candidate_urls((h.get("url") for h in hooks), "loop", base_url, merchant_id)
+    plans = [(url, plan_loop(hooks, url)) for url in urls]
+    return _verdict(row, "loop", urls, plans, base_url, merchant_id)
 
 
 def whiplash_webhooks_row(hook: Any, base_url: str | None) -> CheckResult:
@@ -105,12 +123,17 @@ def _verdict(
     urls: list[str],
     plans: list[tuple[str, list[Any]]],
     base_url: str | None,
+    merchant_id: str = DEFAULT_MERCHANT_ID,
 ) -> CheckResult:
+    hint = _register_hint(merchant_id)
     if not urls:
-        where = f"for {base_url}" if base_url else f"ending in {URL_PREFIX}/{vendor}"
+        path = f"{URL_PREFIX}/{vendor}"
+        if vendor == "loop" and merchant_id != DEFAULT_MERCHANT_ID:
+            path = f"{path}/{merchant_id}"
+        where = f"for {base_url}" if base_url else f"ending in {path}"
         return row(
             f"no subscription {where}",
-            f"register them: {REGISTER_HINT}; {_POLLING}",
+            f"register them: {hint}; {_POLLING}",
             Status.WARN,
             {"urls": []},
         )
@@ -140,7 +163,7 @@ def _verdict(
     )
     return row(
         gaps,
-        f"re-run {REGISTER_HINT} (it activates or creates what is missing); {_POLLING}",
+        f"re-run {hint} (it activates or creates what is missing); {_POLLING}",
         Status.WARN,
         facts,
     )

@@ -108,6 +108,7 @@ class ReceiptStore(DispositionStore, Protocol):
         reason_codes: Iterable[str] = (),
         loop_return_id: str | None = None,
         note: str | None = None,
+        detail: Mapping[str, Any] | None = None,
         run_id: str | None = None,
     ) -> tuple[Decision, bool]: ...
     def unfinished_decisions(self) -> Mapping[int, Decision]: ...
@@ -492,6 +493,7 @@ def _record_decisions(
     A dry run records nothing, but still reports what it would do.
     """
     to_act: dict[int, ToAct] = {}
+    lines = receipt_lines(result) if not settings.dry_run else {}
     for row in result.verdict_rows():
         wid, verdict = int(row["whiplash_return_id"]), Verdict(str(row["verdict"]))
         if not settings.dry_run:
@@ -501,6 +503,7 @@ def _record_decisions(
                 reason_codes=list(row["reason_codes"]),
                 loop_return_id=row["loop_return_id"],
                 note=row["note"],
+                detail={"lines": lines.get(wid, [])},
                 run_id=run_id,
             )
         if verdict in ACTED_ON:
@@ -519,6 +522,21 @@ def _record_decisions(
                 )
                 plan_and_record(store, loop_id, items)
     return to_act
+
+
+#: The unit columns of a receipt line kept with its decision (the operator views show them).
+LINE_UNITS = ("expected", "good", "damaged", "missing", "extra")
+
+
+def receipt_lines(result: Reconciliation) -> dict[int, list[dict[str, Any]]]:
+    """Each return's receipt lines per SKU (expected / good / damaged / missing / extra, and
+    whether Loop expected the SKU at all), as stored in its decision's `detail["lines"]`."""
+    lines: dict[int, list[dict[str, Any]]] = {}
+    for line in result.line_rows():
+        units = {name: int(line[name]) for name in LINE_UNITS}
+        entry = {"sku": str(line["sku"]), **units, "unexpected": bool(line["unexpected"])}
+        lines.setdefault(int(line["whiplash_return_id"]), []).append(entry)
+    return lines
 
 
 def _already_sent(item: ToAct, done: Mapping[str, Mapping[ActionKind, LoopAction]]) -> bool:

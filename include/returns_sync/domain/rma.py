@@ -82,6 +82,9 @@ class RmaStore(Protocol):
         source: str,
         stale_after: timedelta,
         label_status: str | None = None,
+        label_pre_transit_at: datetime | None = None,
+        order_name: str | None = None,
+        tracking_number: str | None = None,
     ) -> ClaimResult: ...
     def record_created(
         self, loop_return_id: str, whiplash_return_id: int, *, adopted: bool, token: str
@@ -282,6 +285,7 @@ def sync_returns(
             source=source,
             stale_after=settings.stale_claim_after,
             label_status=loop_return.label_status,
+            **_search_facts(loop_return),
         )
         if claim.won:
             claimed.append(loop_return)
@@ -304,6 +308,18 @@ def sync_returns(
     return report
 
 
+def _search_facts(loop_return: LoopReturn) -> dict[str, Any]:
+    """What the store keeps of a claimed return for the operator views: its order name and
+    tracking number (search keys) and when its label shipped (`label_updated_at` of a shipped
+    label: the start of "label -> RMA" time)."""
+    shipped = loop_return.label_status is not None and ineligibility(loop_return) is None
+    return {
+        "order_name": loop_return.order_name,
+        "tracking_number": loop_return.tracking_number,
+        "label_pre_transit_at": loop_return.label_updated_at if shipped else None,
+    }
+
+
 def _record_label_unknown(
     returns: Sequence[LoopReturn],
     store: RmaStore,
@@ -322,7 +338,11 @@ def _record_label_unknown(
         loop_id = loop_return.id or ""
         if not settings.dry_run:
             claim = store.claim_for_creation(
-                loop_id, token=token, source=source, stale_after=settings.stale_claim_after
+                loop_id,
+                token=token,
+                source=source,
+                stale_after=settings.stale_claim_after,
+                **_search_facts(loop_return),
             )
             if not claim.won:
                 if claim.whiplash_return_id:

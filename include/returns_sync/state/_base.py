@@ -42,6 +42,8 @@ class StoreBase:
         self._clock: Clock = clock or utc_now
         self._is_postgres = engine.dialect.name == "postgresql"
         self._merchant = DEFAULT_MERCHANT
+        #: (dag_id, run_id) of the Airflow run writing through this store (see `for_run`)
+        self._run: tuple[str, str] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -62,6 +64,24 @@ class StoreBase:
         scoped = copy.copy(self)
         scoped._merchant = require_merchant(merchant_id)
         return scoped
+
+    def for_run(self, dag_id: str, run_id: str) -> Self:
+        """This store stamping its writes with the Airflow run that makes them (the views
+        link each step of a return to that run). Cheap, like `for_merchant`; keeps the merchant.
+        """
+        stamped = copy.copy(self)
+        stamped._run = (require_text(dag_id, "dag_id"), require_text(run_id, "run_id"))
+        return stamped
+
+    @property
+    def run_dag_id(self) -> str | None:
+        """The DAG id of the run this store is stamped with (None: not stamped)."""
+        return self._run[0] if self._run else None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id this store is stamped with (None: not stamped)."""
+        return self._run[1] if self._run else None
 
     def _now(self) -> datetime:
         now = self._clock()

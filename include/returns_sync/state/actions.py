@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, select, update
+from sqlalchemy import RowMapping, Select, Table, func, select, update
 
 from include.returns_sync.state._base import (
     StoreBase,
@@ -122,7 +122,8 @@ class ActionsMixin(StoreBase):
             "reason_codes": json.dumps(codes),
             "note": note,
             "detail": _json_detail(detail),
-            "run_id": run_id,
+            "run_id": run_id or self.run_id,
+            "dag_id": self.run_dag_id,
             "decided_at": self._now(),
         }
         with self._write() as conn:
@@ -246,6 +247,8 @@ class ActionsMixin(StoreBase):
                     attempts=1,
                     created_at=now,
                     updated_at=now,
+                    run_id=self.run_id,
+                    dag_id=self.run_dag_id,
                 )
                 .on_conflict_do_nothing(
                     index_elements=[
@@ -290,6 +293,7 @@ class ActionsMixin(StoreBase):
                     vendor_code=None,
                     message=None,
                     updated_at=self._now(),
+                    **self._action_run(table),
                 )
                 .returning(*table.c),
             )
@@ -336,6 +340,7 @@ class ActionsMixin(StoreBase):
                     vendor_code=vendor_code,
                     message=message,
                     updated_at=self._now(),
+                    **self._action_run(table),
                 )
                 .returning(*table.c),
             )
@@ -375,6 +380,13 @@ class ActionsMixin(StoreBase):
                     item = _action(row)
                     found.setdefault(item.loop_return_id, {})[item.action] = item
         return found
+
+    def _action_run(self, table: Table) -> dict[str, Any]:
+        """The run columns of an action update: this store's run, else the row's own."""
+        return {
+            "run_id": func.coalesce(self.run_id, table.c.run_id),
+            "dag_id": func.coalesce(self.run_dag_id, table.c.dag_id),
+        }
 
     def _action_query(self, lid: str, kind: ActionKind) -> Select[Any]:
         return select(loop_actions).where(

@@ -25,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -116,6 +118,14 @@ sync_records = Table(
     Column("created_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("last_run_id", Text),
+    # revision 0008 (the operator views): search keys, and which run did the steps
+    Column("order_name", Text),
+    Column("tracking_number", Text),
+    Column("last_dag_id", Text),
+    Column("last_trigger", Text),  # the claim's source: webhook, poll, backfill, manual
+    Column("rma_run_id", Text),  # the run that created or adopted the RMA
+    Column("rma_dag_id", Text),
+    Column("rma_trigger", Text),
     _one_of("status", SYNC_STATUSES, "status"),
     _one_of("source", SYNC_SOURCES, "source"),
     # a claim always carries its token and time; a finished RMA always carries its id.
@@ -133,6 +143,16 @@ sync_records = Table(
     Index(None, "merchant", "status", "updated_at"),
     # "whose RMA is this Whiplash return?" across merchants (the Whiplash webhook router)
     Index(None, "whiplash_return_id"),
+    # the operator views (revision 0008): exact, case-insensitive search; queues; trend; runs
+    Index("ix_sync_records_lower_loop_return_id", func.lower(text("loop_return_id"))),
+    Index("ix_sync_records_lower_order_name", func.lower(text("order_name"))),
+    Index("ix_sync_records_lower_tracking_number", func.lower(text("tracking_number"))),
+    Index(None, "status", "first_seen_at"),
+    Index(None, "merchant", "status", "first_seen_at"),
+    Index(None, "created_at"),
+    Index(None, "merchant", "created_at"),
+    Index(None, "rma_trigger", "created_at"),
+    Index(None, "last_run_id"),
 )
 
 decisions = Table(
@@ -147,10 +167,14 @@ decisions = Table(
     Column("detail", Text),  # JSON object
     Column("run_id", Text),
     Column("decided_at", UTCDateTime, nullable=False),
+    Column("dag_id", Text),  # revision 0008: the DAG of `run_id`
     # one decision per Whiplash consumer return (of one merchant), ever
     PrimaryKeyConstraint("merchant", "whiplash_return_id"),
     _one_of("verdict", VERDICTS, "verdict"),
     Index(None, "merchant", "loop_return_id"),
+    Index(None, "verdict", "decided_at"),
+    Index(None, "merchant", "verdict", "decided_at"),
+    Index(None, "run_id"),
 )
 
 loop_actions = Table(
@@ -168,10 +192,15 @@ loop_actions = Table(
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # revision 0008: the run that last wrote the action (its intent or its outcome)
+    Column("run_id", Text),
+    Column("dag_id", Text),
     # the "never act twice" guarantee: at most one row per (merchant, return, action)
     UniqueConstraint("merchant", "loop_return_id", "action"),
     _one_of("action", ACTION_KINDS, "action"),
     _one_of("status", ACTION_STATUSES, "status"),
+    Index(None, "status", "updated_at"),
+    Index(None, "run_id"),
 )
 
 watermarks = Table(

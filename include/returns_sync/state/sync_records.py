@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -186,6 +187,8 @@ class SyncRecordsMixin(StoreBase):
         label_status: str | None = None,
         label_pre_transit_at: datetime | None = None,
         run_id: str | None = None,
+        order_name: str | None = None,
+        tracking_number: str | None = None,
     ) -> ClaimResult:
         """Try to become the one worker allowed to create the RMA for this Loop return.
 
@@ -194,8 +197,13 @@ class SyncRecordsMixin(StoreBase):
         `stale_after` — then `stale=True` and the caller must look the return up in Whiplash
         and adopt it instead of creating. Loses with `busy` against a fresh claim and with
         `done` (carrying the Whiplash id) once an RMA is recorded.
+
+        `order_name` and `tracking_number` are kept for the operator views' search (a later
+        claim's non-empty value replaces them); `source` is also kept as the latest attempt's
+        trigger, with the run of a store made by `for_run`.
         """
         lid = require_text(loop_return_id, "loop_return_id")
+        run_id = run_id or self.run_id
         require_text(token, "token")
         src = coerce(SyncSource, source, "source")
         require_duration(stale_after, "stale_after")
@@ -216,6 +224,7 @@ class SyncRecordsMixin(StoreBase):
                 t.c.label_pre_transit_at, literal(pre_transit, UTCDateTime())
             ),
             "last_run_id": func.coalesce(run_id, t.c.last_run_id),
+            **self._claim_facts(src, order_name, tracking_number),
         }
         this = and_(self._scope(t), t.c.loop_return_id == lid)
         claimed = t.c.status == SyncStatus.CLAIMED.value
@@ -234,6 +243,10 @@ class SyncRecordsMixin(StoreBase):
                 first_seen_at=now,
                 updated_at=now,
                 last_run_id=run_id,
+                order_name=order_name or None,
+                tracking_number=tracking_number or None,
+                last_dag_id=self.run_dag_id,
+                last_trigger=src.value,
             )
             .on_conflict_do_nothing(index_elements=[t.c.merchant, t.c.loop_return_id])
             .returning(*t.c)
@@ -299,7 +312,11 @@ class SyncRecordsMixin(StoreBase):
             claimed_from=None,
             reason_code=None,
             reason_detail=None,
-            last_run_id=func.coalesce(run_id, t.c.last_run_id),
+            last_run_id=func.coalesce(run_id or self.run_id, t.c.last_run_id),
+            # the RMA's run: this store's, else the latest claim's (its source is the trigger)
+            rma_run_id=func.coalesce(run_id or self.run_id, t.c.last_run_id),
+            rma_dag_id=func.coalesce(self.run_dag_id, t.c.last_dag_id),
+            rma_trigger=t.c.last_trigger,
         )
         this = and_(self._scope(t), t.c.loop_return_id == lid)
         try:
@@ -406,6 +423,17 @@ class SyncRecordsMixin(StoreBase):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _claim_facts(
+        self, source: SyncSource, order_name: str | None, tracking_number: str | None
+    ) -> dict[str, Any]:
+        """What a renewed claim adds for the views: search keys, the attempt's run and trigger."""
+        return {
+            "order_name": func.coalesce(order_name or None, t.c.order_name),
+            "tracking_number": func.coalesce(tracking_number or None, t.c.tracking_number),
+            "last_dag_id": func.coalesce(self.run_dag_id, t.c.last_dag_id),
+            "last_trigger": source.value,
+        }
+
     def _finish_without_rma(
         self,
         loop_return_id: str,
@@ -436,7 +464,8 @@ class SyncRecordsMixin(StoreBase):
                     claimed_at=None,
                     claimed_from=None,
                     updated_at=self._now(),
-                    last_run_id=func.coalesce(run_id, t.c.last_run_id),
+                    last_run_id=func.coalesce(run_id or self.run_id, t.c.last_run_id),
+                    last_dag_id=func.coalesce(self.run_dag_id, t.c.last_dag_id),
                 )
                 .returning(*t.c),
             )

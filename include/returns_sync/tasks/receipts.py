@@ -156,7 +156,7 @@ def reconcile_and_act(
             f"Invalid criteria of merchant {merchant.id!r}: {exc}. Fix the file (every option "
             f"is in docs/CRITERIA.md) or point {where} at a valid one."
         ) from exc
-    store = runtime.state_store()
+    store = runtime.state_store().for_run(dag_id, run_id)  # each step names its run
     actions = ActionSettings(dry_run=dry_run, process_settle=runtime.process_settle())
     scope = ReceiptScope(run_id, window, consumer_return_ids, loop_events or {})
     report = run_receipts(

@@ -148,7 +148,7 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     from include.returns_sync.domain.rma import fetch_by_ids, record_not_found, sync_returns
     from include.returns_sync.models import LoopReturn
 
-    store = runtime.state_store()
+    store = _for_this_run(runtime.state_store())
     settings = runtime.rma_settings(dry_run=dry_run)
     returns, problems, malformed = [], [], []
     for raw in batch.get("returns", []):
@@ -174,6 +174,18 @@ def create_rmas(batch: dict[str, Any], source: str, dry_run: bool = False) -> li
     )
     report.results.extend(problems)
     return [r.to_row() for r in report.results]
+
+
+def _for_this_run(store: Any) -> Any:
+    """The store stamping its writes with the running Airflow task's DAG run (the operator
+    views link each RMA step to it); unchanged outside a task (tests calling this directly)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+        return store.for_run(context["dag"].dag_id, context["run_id"])
+    except (ImportError, RuntimeError, KeyError, AttributeError):
+        return store
 
 
 def _with_labels(returns: list[Any], batch: dict[str, Any], store: Any, loop: Any) -> list[Any]:

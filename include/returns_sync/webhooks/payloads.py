@@ -149,7 +149,19 @@ def _event_name(value: Any) -> str | None:
     return value
 
 
+def _lenient_id(value: Any) -> str | None:
+    """An id used only for routing (Whiplash's `customer_id`): unusable -> None, never a 400
+    (routing then falls back to the account's first merchant)."""
+    if value is None:
+        return None
+    try:
+        return _digits_id(value)
+    except ValueError:
+        return None
+
+
 VendorId = Annotated[str, BeforeValidator(_digits_id)]
+LenientId = Annotated[str | None, BeforeValidator(_lenient_id)]
 StatusText = Annotated[str, BeforeValidator(_status_text)]
 StatusCode = Annotated[int | None, BeforeValidator(_optional_status_code)]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
@@ -214,6 +226,8 @@ class WhiplashReturnRef(_Payload):
     id: VendorId
     status: StatusCode = None
     updated_at: Timestamp = None
+    #: The Whiplash customer (the merchant inside a shared account) the return belongs to.
+    customer_id: LenientId = None
 
 
 class WhiplashReturnPayload(_Payload):
@@ -221,6 +235,8 @@ class WhiplashReturnPayload(_Payload):
 
     event_name: EventName = None
     consumer_return: WhiplashReturnRef
+    #: Some payload versions carry the customer next to the record instead of inside it.
+    customer_id: LenientId = None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -393,9 +409,21 @@ def parse_whiplash(body: bytes) -> WebhookEvent:
                 "id": int(ref.id),
                 "status": ref.status,
                 "updated_at": _stamp(ref.updated_at),
+                "customer_id": _int_or_none(ref.customer_id or event.customer_id),
             },
         },
     )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def whiplash_customer_id(event: WebhookEvent) -> int | None:
+    """The Whiplash customer a parsed Whiplash event names (None: it names none)."""
+    record = event.stored.get("consumer_return")
+    value = record.get("customer_id") if isinstance(record, dict) else None
+    return value if isinstance(value, int) else None
 
 
 def _unhandled_whiplash(name: str, document: dict[str, Any], body: bytes) -> WebhookEvent:

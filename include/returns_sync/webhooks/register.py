@@ -1,11 +1,24 @@
 """Subscribe our webhook endpoints with Loop and Whiplash, idempotently.
 
-    python -m include.returns_sync.webhooks.register --url https://airflow.example.com [--dry-run]
+    python -m include.returns_sync.webhooks.register --url https://airflow.example.com \
+        [--merchant ID] [--dry-run]
 
 `--url` is the public base URL of the Airflow API server (it may carry a path prefix, e.g.
 `https://example.com/airflow`); the endpoints are `<url>/returns-sync/webhooks/loop` and
 `<url>/returns-sync/webhooks/whiplash`. It uses the connections `loop_default` and
 `whiplash_default` (environment variables, a secrets backend or the metadata database).
+
+`--merchant ID` (several merchants, PRODUCT.md section 3.1) registers one merchant: its Loop
+shop (connection `loop_conn_id` of its entry in the merchants file) subscribes
+`<url>/returns-sync/webhooks/loop/<ID>` (the merchant `default` keeps the bare `/loop`), and its
+Whiplash account (`whiplash_conn_id`, calls made as the merchant: `X-Customer-ID` = its
+`whiplash_customer_id`, also sent as the subscription's `customer_id`) subscribes the one
+`/whiplash` endpoint. Whiplash subscriptions are matched by URL and event as the account shows
+them to that customer: where Whiplash scopes subscriptions per customer each merchant gets its
+own; where it shows one account-wide list the first merchant's serve all (the endpoint routes
+each event by its RMA and customer id). Either way running it for every merchant is safe, and a
+delivery that arrives twice is one inbox event (same dedup key, same merchant). Without
+`--merchant` it registers `default`.
 
 * Loop: one subscription per trigger (Loop subscribes one topic + one trigger + URL), status
   `active`: topic `label`, triggers `label.created` and `label.updated` (RMA creation); topic
@@ -31,13 +44,22 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from include.returns_sync.merchants import DEFAULT_MERCHANT_ID
 from include.returns_sync.webhooks.payloads import LOOP, LOOP_TRIGGERS, WHIPLASH
+from include.returns_sync.webhooks.routing import (
+    MerchantLike,
+    MerchantsUnavailable,
+    UnknownMerchant,
+    configured_merchants,
+    merchant_by_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +94,10 @@ class Step:
         return f"{self.vendor:<9} {self.subscription:<32} {self.action:<9}{ref} {self.url}{note}"
 
 
-def endpoint_urls(base_url: str, *, allow_http: bool = False) -> dict[str, str]:
-    """Our two endpoint URLs under the API server's public base URL."""
+def endpoint_urls(
+    base_url: str, *, allow_http: bool = False, merchant_id: str = DEFAULT_MERCHANT_ID
+) -> dict[str, str]:
+    """Our two endpoint URLs under the API server's public base URL, for `merchant_id`."""
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ValueError(f"--url must be an absolute http(s) URL, got {base_url!r}")
@@ -85,7 +109,10 @@ def endpoint_urls(base_url: str, *, allow_http: bool = False) -> dict[str, str]:
     if parts.query or parts.fragment:
         raise ValueError("--url must not carry a query string or fragment")
     base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-    return {vendor: f"{base}{URL_PREFIX}/{vendor}" for vendor in (LOOP, WHIPLASH)}
+    urls = {vendor: f"{base}{URL_PREFIX}/{vendor}" for vendor in (LOOP, WHIPLASH)}
+    if merchant_id != DEFAULT_MERCHANT_ID:
+        urls[LOOP] = f"{urls[LOOP]}/{merchant_id}"
+    return urls
 
 
 def _same_url(a: Any, b: str) -> bool:
@@ -249,20 +276,40 @@ def register(
     allow_http: bool = False,
     loop_hook: Any = None,
     whiplash_hook: Any = None,
+    merchant_id: str = DEFAULT_MERCHANT_ID,
 ) -> list[Step]:
-    """Register (or, with `dry_run`, only plan) our endpoints; returns the steps."""
+    """Register (or, with `dry_run`, only plan) one merchant's endpoints; returns the steps.
+
+    Hooks default to the merchant's connections (`runtime.use_merchant`); an id the merchants
+    file does not configure raises `UnknownMerchant` before any vendor is called.
+    """
+    urls = endpoint_urls(base_url, allow_http=allow_http, merchant_id=merchant_id)
+    with _working_for(merchant_id) as merchant:
+        from include.returns_sync import runtime
+
+        steps: list[Step] = []
+        if LOOP in vendors:
+            loop = loop_hook if loop_hook is not None else runtime.loop_hook()
+            steps += register_loop(loop, urls[LOOP], dry_run=dry_run)
+        if WHIPLASH in vendors:
+            whiplash = whiplash_hook if whiplash_hook is not None else runtime.whiplash_hook()
+            customer = merchant.whiplash_customer_id
+            if customer is None:  # the connection's own `customer_id` extra, as before
+                customer = _int_or_none(whiplash.extras.get("customer_id"))
+            steps += register_whiplash(
+                whiplash, urls[WHIPLASH], dry_run=dry_run, customer_id=customer
+            )
+    return steps
+
+
+@contextmanager
+def _working_for(merchant_id: str) -> Iterator[MerchantLike]:
+    """The merchant `merchant_id`, with the runtime (hooks, store) scoped to it."""
+    merchant = merchant_by_id(merchant_id, configured_merchants())
     from include.returns_sync import runtime
 
-    urls = endpoint_urls(base_url, allow_http=allow_http)
-    steps: list[Step] = []
-    if LOOP in vendors:
-        loop = loop_hook if loop_hook is not None else runtime.loop_hook()
-        steps += register_loop(loop, urls[LOOP], dry_run=dry_run)
-    if WHIPLASH in vendors:
-        whiplash = whiplash_hook if whiplash_hook is not None else runtime.whiplash_hook()
-        customer = _int_or_none(whiplash.extras.get("customer_id"))
-        steps += register_whiplash(whiplash, urls[WHIPLASH], dry_run=dry_run, customer_id=customer)
-    return steps
+    with runtime.use_merchant(merchant_id):
+        yield merchant
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -280,6 +327,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-http", action="store_true", help="accept an http:// URL (local sandbox only)"
     )
+    parser.add_argument(
+        "--merchant",
+        default=DEFAULT_MERCHANT_ID,
+        help="merchant id from the merchants file (default: 'default', the only merchant "
+        "without a merchants file)",
+    )
     return parser.parse_args(argv)
 
 
@@ -292,8 +345,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     vendors = (args.only,) if args.only else (LOOP, WHIPLASH)
     try:
         steps = register(
-            args.url, vendors=vendors, dry_run=args.dry_run, allow_http=args.allow_http
+            args.url,
+            vendors=vendors,
+            dry_run=args.dry_run,
+            allow_http=args.allow_http,
+            merchant_id=args.merchant,
         )
+    except (UnknownMerchant, MerchantsUnavailable) as exc:
+        print(f"registration failed: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         print(f"registration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -303,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     changes = sum(step.action in ("create", "activate") for step in steps)
     manual = sum(step.action == "manual" for step in steps)
     extra = f" {manual} to add by hand in Loop Admin > Developer Tools." if manual else ""
-    print(f"{len(steps)} subscription(s); {verb} change {changes}.{extra}")
+    print(
+        f"merchant {args.merchant}: {len(steps)} subscription(s); {verb} change {changes}.{extra}"
+    )
     return 0
 
 

@@ -2,8 +2,12 @@
 
 | vendor | connection | secret |
 | --- | --- | --- |
-| Loop | `loop_default` | extra `webhook_secret` (Loop Admin > Developer Tools); required |
-| Whiplash | `whiplash_default` | extra `webhook_secret` (if set) **and** the password (the OAuth client secret) |
+| Loop | the merchant's `loop_conn_id` (`loop_default`) | extra `webhook_secret` (Loop Admin > Developer Tools); required |
+| Whiplash | each account's `whiplash_conn_id` (`whiplash_default`) | extra `webhook_secret` (if set) **and** the password (the OAuth client secret) |
+
+With several merchants (PRODUCT.md section 3.1) each Loop shop signs with its own secret, so the
+keys are looked up per connection id: the endpoint asks for the connection of the merchant the
+URL names (Loop) or of each configured Whiplash account in turn (Whiplash).
 
 `webhook_secret` may be one string or a list of strings (during a rotation, or when Loop shows
 a different secret per subscription); a signature made with any of them is accepted. Whiplash's
@@ -49,7 +53,9 @@ class SigningKeys:
 
 
 class SecretSource(Protocol):
-    def keys(self, source: str, *, refresh: bool = False) -> SigningKeys: ...
+    def keys(
+        self, source: str, *, conn_id: str | None = None, refresh: bool = False
+    ) -> SigningKeys: ...
 
 
 def _default_lookup(conn_id: str) -> Any:
@@ -89,28 +95,31 @@ class ConnectionSecrets:
         self._min_refresh = min_refresh
         self._lookup = lookup
         self._clock = clock
-        self._cache: dict[str, tuple[SigningKeys, float]] = {}
+        self._cache: dict[tuple[str, str], tuple[SigningKeys, float]] = {}
         self._lock = threading.Lock()
 
-    def keys(self, source: str, *, refresh: bool = False) -> SigningKeys:
-        """The vendor's signing keys; `refresh` re-reads early (after a mismatch)."""
+    def keys(
+        self, source: str, *, conn_id: str | None = None, refresh: bool = False
+    ) -> SigningKeys:
+        """The signing keys in connection `conn_id` (default: the vendor's default connection);
+        `refresh` re-reads early (after a mismatch)."""
+        if source not in self._conn_ids:
+            raise ValueError(f"unknown webhook source {source!r}")
+        target = conn_id or self._conn_ids[source]
         now = self._clock()
         with self._lock:
-            cached = self._cache.get(source)
+            cached = self._cache.get((source, target))
         if cached is not None:
             keys, loaded_at = cached
             age = now - loaded_at
             if age < self._ttl and not (refresh and age >= self._min_refresh):
                 return keys
-        keys = self._load(source)
+        keys = self._load(source, target)
         with self._lock:
-            self._cache[source] = (keys, now)
+            self._cache[(source, target)] = (keys, now)
         return keys
 
-    def _load(self, source: str) -> SigningKeys:
-        conn_id = self._conn_ids.get(source)
-        if conn_id is None:
-            raise ValueError(f"unknown webhook source {source!r}")
+    def _load(self, source: str, conn_id: str) -> SigningKeys:
         try:
             connection = self._lookup(conn_id)
         except Exception as exc:  # not found, or the secrets backend failed
@@ -136,12 +145,23 @@ class ConnectionSecrets:
 
 
 class StaticSecrets:
-    """A fixed `SecretSource` (tests, and deployments that inject secrets another way)."""
+    """A fixed `SecretSource` (tests, and deployments that inject secrets another way).
 
-    def __init__(self, keys: dict[str, SigningKeys]) -> None:
+    Keys are given per vendor (`"loop"`: any connection) or per vendor and connection
+    (`("loop", "loop_acme")`), the latter winning.
+    """
+
+    def __init__(self, keys: dict[str | tuple[str, str], SigningKeys]) -> None:
         self._keys = dict(keys)
 
-    def keys(self, source: str, *, refresh: bool = False) -> SigningKeys:
+    def keys(
+        self, source: str, *, conn_id: str | None = None, refresh: bool = False
+    ) -> SigningKeys:
+        if conn_id is not None and (source, conn_id) in self._keys:
+            return self._keys[(source, conn_id)]
         if source not in self._keys:
-            raise SecretsUnavailable(f"no signing secret configured for {source!r}")
+            raise SecretsUnavailable(
+                f"no signing secret configured for {source!r}"
+                + (f" in connection {conn_id!r}" if conn_id else "")
+            )
         return self._keys[source]

@@ -1,0 +1,1 @@
+"""Operator views (issue 14): the read model behind the "Returns" pages of the Airflow UI."""
