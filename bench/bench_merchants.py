@@ -69,8 +69,8 @@ MEMORY_GOAL = 1.25
 LAG_GOAL_S = 60.0
 FLOOR_GOAL = 1.3
 SEED_YIELD_GUESS = 0.6
-#: Task slots of the cadence stack: 2 Celery workers x 4, and both API pools that size, so a
-#: merchant's Loop task waits for a free worker slot, never for a pool sized below the workers.
+#: Task slots of the cadence stack: 2 Celery workers x 4; `whiplash_api` as many
+#: (RETURNS_SYNC_API_POOL_SLOTS), `loop_api` 3 per merchant (deploy/pools.py).
 CADENCE_SLOTS = 8
 
 
@@ -541,6 +541,7 @@ def run_cadence(n: int, minutes: float, workdir: Path | None) -> dict[str, Any]:
             merchants=MerchantSetup(),
         ) as running:
             api, admin = running.api, running.sandbox["admin_url"]
+            pools = running.stack.pool_sizes()
             names = running.stack.config.components
             dag_ids = [running.dag_id(b, m) for m in running.merchants for b in BASES]
             for dag_id in dag_ids:
@@ -574,6 +575,7 @@ def run_cadence(n: int, minutes: float, workdir: Path | None) -> dict[str, Any]:
         "minutes": minutes,
         "started_at": started_at.isoformat(),
         "ended_at": ended_at.isoformat(),
+        "pools": pools,
         "cpu_s": cpu_end - cpu_start,
         "task_starts": starts,
         "lags": lags(due, runs, ended_at),
@@ -624,9 +626,9 @@ def due_runs(
     """(dag_id, scheduled time) of every run due in (start, end], from each merchant's
     staggered cron (the DAG files' own `dag_defaults`), with the deployment's settings."""
     from croniter import croniter
-    from include.returns_sync.merchants import Merchant
 
     from include.returns_sync import dag_defaults
+    from include.returns_sync.merchants import Merchant
 
     due = []
     for merchant_id in merchants:
@@ -698,6 +700,7 @@ def lags(
 def cadence_markdown(result: dict[str, Any], project_to: int) -> str:
     minutes, n = result["minutes"], result["merchants"]
     lag = result["lags"]
+    pools = result.get("pools") or {"loop_api": CADENCE_SLOTS, "whiplash_api": CADENCE_SLOTS}
     per_hour = result["task_starts"] * 60 / minutes
     cpu_per_start = result["cpu_s"] / result["task_starts"] if result["task_starts"] else 0.0
     durations = result["task_seconds"]
@@ -738,8 +741,8 @@ def cadence_markdown(result: dict[str, Any], project_to: int) -> str:
             "",
             f"Measured {result['when']}. The Celery topology of the deployment tests "
             "(PostgreSQL metadata and state store, Redis, 2 Celery workers with 4 slots each, "
-            "both API pools 8 slots, api-server, scheduler, dag-processor, triggerer) with "
-            "the scheduler on and every "
+            f"pools {fmt_counts(pools)} slots, api-server, scheduler, dag-processor, "
+            "triggerer) with the scheduler on and every "
             f"merchant's DAGs unpaused, on their default cadences (RMA poll every "
             f"{rma_minutes()} min, receipts every {receipts_minutes()} min, a daily backfill), "
             "each merchant on its own staggered minute (dag_defaults.staggered_cron). The "
@@ -1147,6 +1150,22 @@ def update_section(subsections: Mapping[str, str], command: str, path: Path = BE
     return intro + "\n" + "\n".join(parts)
 
 
+def render(raw: Mapping[str, Any], args: argparse.Namespace) -> dict[str, str]:
+    """Markdown of every part in `raw` (as measured earlier and printed to stderr)."""
+    texts = {}
+    if "parse" in raw:
+        texts["parse"] = parse_markdown(raw["parse"], args.merchants)
+    if "memory" in raw:
+        texts["memory"] = memory_markdown(raw["memory"], args.merchants)
+    if "throughput" in raw:
+        texts["throughput"] = throughput_markdown(raw["throughput"])
+    if "limiter" in raw:
+        texts["limiter"] = limiter_markdown(raw["limiter"])
+    if "cadence" in raw:
+        texts["cadence"] = cadence_markdown(raw["cadence"], args.project_to)
+    return texts
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -1164,6 +1183,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", default="4,1", help="worker processes per case")
     parser.add_argument("--limiter-seconds", type=float, default=20.0)
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="render (and write) the parts from a JSON file of raw results this script printed "
+        "to stderr, instead of measuring",
+    )
     parser.add_argument("--parse-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--throughput-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1179,6 +1204,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     texts: dict[str, str] = {}
     raw: dict[str, Any] = {}
+    if args.from_json:
+        raw = json.loads(args.from_json.read_text())
+        texts = render(raw, args)
+        parts = []
     if "parse" in parts:
         raw["parse"] = run_parse(args.merchants, args.parse_rounds)
         texts["parse"] = parse_markdown(raw["parse"], args.merchants)

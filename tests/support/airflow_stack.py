@@ -48,7 +48,9 @@ import requests
 import yaml
 from cryptography.fernet import Fernet
 
+from include.returns_sync.deploy.pools import POOLS, expected_slots
 from include.returns_sync.deploy.state_db import ensure_database
+from include.returns_sync.merchants import load_merchants
 from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.state import StateStore
 from tests.support.processes import ProcessGroup, free_port, tail
@@ -62,11 +64,6 @@ WORKERS = ("worker1", "worker2")
 TERMINAL = frozenset({"success", "failed"})
 ACTIVE = frozenset({"queued", "running"})
 DAG_IDS = ("loop_returns_to_whiplash", "loop_asn_backfill", "whiplash_receipts_to_loop")
-# As the compose init job and scripts/_env.sh create them, with RETURNS_SYNC_API_POOL_SLOTS.
-POOLS = {
-    "loop_api": "Loop API: 300 requests/min per key",
-    "whiplash_api": "Whiplash API: 10 requests/s per account",
-}
 SEEDED_RETURNS = 60
 POOL_SLOTS = 4  # creation tasks run on both workers at once (2 worker processes each)
 # What the deployment tests run with; `celery_stack(settings=...)` overrides single values.
@@ -257,13 +254,22 @@ class AirflowStack:
         self.start()
         self.processes.wait_for("a healthy Airflow API server", self.healthy, timeout)
         self.api.login()
-        for pool, description in POOLS.items():
-            self.api.create_pool(pool, self.config.pool_slots, description)
+        for pool, slots in self.pool_sizes().items():
+            self.api.create_pool(pool, slots, POOLS[pool])
         parsed = lambda: all(map(self.api.dag_known, wanted))  # noqa: E731
         self.processes.wait_for(f"DAGs {wanted} to be parsed", parsed, timeout)
         if self.config.workers:
             self.processes.wait_for("the Celery workers", self.workers_ready, timeout)
         return self
+
+    def pool_sizes(self) -> dict[str, int]:
+        """The API pools' slots as the compose init job and scripts/_env.sh size them
+        (`deploy/pools.py`): `pool_slots` (RETURNS_SYNC_API_POOL_SLOTS) each, and `loop_api`
+        at least three per merchant of the merchants file."""
+        merchants = 1
+        if self.config.merchants_file is not None:
+            merchants = len(load_merchants(self.config.merchants_file).merchants)
+        return expected_slots(merchants, self.config.pool_slots)
 
     def healthy(self) -> bool:
         """The API server answers and reports every part of Airflow healthy."""
