@@ -10,7 +10,14 @@ and stop them, for both topologies the tests use:
   state store. Used by the deployment tests (fixture `celery_stack` in tests/deploy/conftest.py)
   and the restart test (tests/reliability/test_restarts.py).
 * LocalExecutor with SQLite metadata, like `scripts/ui`: `StackConfig` without a broker. Used by
-  `tests/support/webhook_stack.py` (the webhook end-to-end test and its latency benchmark).
+  `tests/support/webhook_stack.py` (the webhook end-to-end test and its latency benchmark) and
+  `bench/bench_merchants.py` (parse time and memory at 200 merchants).
+
+Many merchants (issue 13): `MerchantSetup` serves every merchant of a sandbox started with
+`--merchants N` from one deployment: a merchants file (`RETURNS_SYNC_MERCHANTS`, `StackConfig.
+merchants_file`) with one entry per merchant, all in the sandbox's one Whiplash account (each its
+own customer id), and a `loop_<id>` connection per merchant (`merchant_connections`). Revoked
+credentials are a wrong API key on that merchant's Loop connection. Without it, nothing changes.
 
 `StackConfig` says what differs (executor, metadata database, DAG files, workers, connections,
 settings). `AirflowStack` gives every component the same environment, the way the compose
@@ -31,16 +38,19 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 import requests
+import yaml
 from cryptography.fernet import Fernet
 
+from include.returns_sync.deploy.pools import POOLS, expected_slots
 from include.returns_sync.deploy.state_db import ensure_database
+from include.returns_sync.merchants import load_merchants
 from include.returns_sync.sandbox.connections import airflow_connections
 from include.returns_sync.state import StateStore
 from tests.support.processes import ProcessGroup, free_port, tail
@@ -54,11 +64,6 @@ WORKERS = ("worker1", "worker2")
 TERMINAL = frozenset({"success", "failed"})
 ACTIVE = frozenset({"queued", "running"})
 DAG_IDS = ("loop_returns_to_whiplash", "loop_asn_backfill", "whiplash_receipts_to_loop")
-# As the compose init job and scripts/_env.sh create them, with RETURNS_SYNC_API_POOL_SLOTS.
-POOLS = {
-    "loop_api": "Loop API: 300 requests/min per key",
-    "whiplash_api": "Whiplash API: 10 requests/s per account",
-}
 SEEDED_RETURNS = 60
 POOL_SLOTS = 4  # creation tasks run on both workers at once (2 worker processes each)
 # What the deployment tests run with; `celery_stack(settings=...)` overrides single values.
@@ -95,6 +100,7 @@ class StackConfig:
     broker_url: str | None = None
     workers: tuple[str, ...] = ()
     dag_files: tuple[str, ...] | None = None  # only these files of dags/; None: all of them
+    merchants_file: Path | None = None  # RETURNS_SYNC_MERCHANTS; None: the default merchant only
     pool_slots: int = 2
     worker_concurrency: int = 2
     queue: str = "default"
@@ -152,6 +158,8 @@ class AirflowStack:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_RETURNS_SYNC_DB": cfg.state_conn,
         }
+        if cfg.merchants_file is not None:
+            env["RETURNS_SYNC_MERCHANTS"] = str(cfg.merchants_file)
         if cfg.broker_url:
             env |= {
                 "AIRFLOW__CELERY__BROKER_URL": cfg.broker_url,
@@ -246,13 +254,22 @@ class AirflowStack:
         self.start()
         self.processes.wait_for("a healthy Airflow API server", self.healthy, timeout)
         self.api.login()
-        for pool, description in POOLS.items():
-            self.api.create_pool(pool, self.config.pool_slots, description)
+        for pool, slots in self.pool_sizes().items():
+            self.api.create_pool(pool, slots, POOLS[pool])
         parsed = lambda: all(map(self.api.dag_known, wanted))  # noqa: E731
         self.processes.wait_for(f"DAGs {wanted} to be parsed", parsed, timeout)
         if self.config.workers:
             self.processes.wait_for("the Celery workers", self.workers_ready, timeout)
         return self
+
+    def pool_sizes(self) -> dict[str, int]:
+        """The API pools' slots as the compose init job and scripts/_env.sh size them
+        (`deploy/pools.py`): `pool_slots` (RETURNS_SYNC_API_POOL_SLOTS) each, and `loop_api`
+        at least three per merchant of the merchants file."""
+        merchants = 1
+        if self.config.merchants_file is not None:
+            merchants = len(load_merchants(self.config.merchants_file).merchants)
+        return expected_slots(merchants, self.config.pool_slots)
 
     def healthy(self) -> bool:
         """The API server answers and reports every part of Airflow healthy."""
@@ -416,11 +433,16 @@ class RunningStack:
     sandbox: dict[str, Any]  # the sandbox's URLs and credentials
     state_url: str
     started_in: float
+    merchants: tuple[str, ...] = ()  # with a `MerchantSetup`: the merchant ids, in file order
 
     @property
     def home(self) -> Path:
         """AIRFLOW_HOME of every component (task logs under `logs/`)."""
         return self.stack.config.home
+
+    def dag_id(self, base: str, merchant: str) -> str:
+        """The DAG id of `base` for one merchant (`default` keeps the base id)."""
+        return merchant_dag_id(base, merchant)
 
 
 # Starts (or points at) the vendors: gets the process group and a work folder, returns the
@@ -429,9 +451,13 @@ SandboxStarter = Callable[[ProcessGroup, Path], dict[str, Any]]
 
 
 def sandbox_process(
-    seed: int = 42, returns: int = SEEDED_RETURNS, options: Sequence[str] = ()
+    seed: int = 42,
+    returns: int = SEEDED_RETURNS,
+    options: Sequence[str] = (),
+    merchants: int | None = None,
 ) -> SandboxStarter:
-    """The sandbox CLI as one more child process, with `returns` Loop returns seeded today.
+    """The sandbox CLI as one more child process, with `returns` Loop returns seeded today
+    (per merchant, with `merchants`: N shops `m01`..`mNN`, one Whiplash customer each).
 
     `options` go to the CLI as they are (e.g. `--strict`, `--token-ttl-seconds 20`).
     """
@@ -440,6 +466,8 @@ def sandbox_process(
         urls_file = workdir / "sandbox-urls.json"
         argv = [sys.executable, "-m", "include.returns_sync.sandbox", "--seed", str(seed)]
         argv += ["--loop-port", "0", "--whiplash-port", "0", *options]  # any free ports
+        if merchants is not None:
+            argv += ["--merchants", str(merchants)]
         argv += ["--seed-day", str(returns), "--urls-file", str(urls_file)]
         processes.start("sandbox", argv, {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, ROOT)
         return wait_for_file(urls_file, processes)
@@ -454,6 +482,7 @@ def celery_stack(
     settings: Mapping[str, str] | None = None,
     pool_slots: int = POOL_SLOTS,
     whiplash_extra: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+    merchants: MerchantSetup | None = None,
 ) -> Iterator[RunningStack]:
     """The compose topology, running, until the block ends; then nothing of it is left.
 
@@ -462,6 +491,8 @@ def celery_stack(
     (`start_sandbox`, by default `sandbox_process()`) and every Airflow component, and waits
     until the API answers, the DAGs are parsed and both workers are ready. `whiplash_extra`
     gives more `whiplash_default` extras from the sandbox's URLs file (e.g. its refresh token).
+    `merchants` serves every merchant of the sandbox (started with `--merchants N`) from a
+    merchants file, each on its own `loop_<id>` connection (`MerchantSetup`).
     Whatever happens, it
     stops every process it started and drops the databases; when the block ended normally it
     also checks that no process and no database is left. PostgreSQL or Redis missing: skip,
@@ -488,21 +519,34 @@ def celery_stack(
                 # keeps the hooks' rate limiter in the path without making the test wait on it.
                 fast = {"rate_limit": 20}
                 whiplash = {**fast, **(whiplash_extra(sandbox) if whiplash_extra else {})}
+                connections = airflow_connections(sandbox, loop_extra=fast, whiplash_extra=whiplash)
+                merchant_ids: tuple[str, ...] = ()
+                merchants_file = None
+                if merchants is not None:
+                    merchants_file = workdir / "merchants.yaml"
+                    merchant_ids = merchants.write_file(merchants_file, sandbox)
+                    connections |= merchants.connections(sandbox, fast, whiplash)
                 config = StackConfig(
                     home=workdir / "airflow",
                     state_conn=state_url,
-                    connections=airflow_connections(
-                        sandbox, loop_extra=fast, whiplash_extra=whiplash
-                    ),
+                    connections=connections,
                     settings={**SETTINGS, **(settings or {})},
                     metadata_url=metadata.render_as_string(hide_password=False),
                     broker_url=redis_url(redis_db),
                     workers=WORKERS,
                     pool_slots=pool_slots,
+                    merchants_file=merchants_file,
                 )
-                stack = AirflowStack(config, processes).up(DAG_IDS)
+                wanted = merchant_dag_ids(merchant_ids) if merchant_ids else DAG_IDS
+                stack = AirflowStack(config, processes).up(wanted)
                 yield RunningStack(
-                    stack.api, stack, processes, sandbox, state_url, time.monotonic() - started
+                    stack.api,
+                    stack,
+                    processes,
+                    sandbox,
+                    state_url,
+                    time.monotonic() - started,
+                    merchant_ids,
                 )
             finally:  # before the broker database is flushed and the databases dropped
                 processes.stop_all()
@@ -512,6 +556,103 @@ def celery_stack(
     assert not leftovers, f"processes left running after the test: {leftovers}"
     for role in ("meta", "state"):
         assert not databases.exists(role), f"database {databases.name(role)} was not dropped"
+
+
+# --------------------------------------------------------------------------- many merchants
+
+
+def merchant_dag_id(base: str, merchant: str) -> str:
+    """`base` for the merchant `default`, else `<base>__<merchant>` (PRODUCT.md section 3.1)."""
+    return base if merchant == "default" else f"{base}__{merchant}"
+
+
+def merchant_dag_ids(merchants: Iterable[str]) -> tuple[str, ...]:
+    """Every DAG id of these merchants (three per merchant)."""
+    return tuple(merchant_dag_id(base, m) for m in merchants for base in DAG_IDS)
+
+
+def loop_conn_id(merchant: str) -> str:
+    """A merchant's Loop connection id, as the merchants file defaults it."""
+    return "loop_default" if merchant == "default" else f"loop_{merchant}"
+
+
+@dataclass(frozen=True)
+class MerchantSetup:
+    """Serve every merchant of a multi-merchant sandbox from one deployment.
+
+    The sandbox's URLs file lists its merchants (`"merchants": {id: {loop_api_key,
+    loop_webhook_secret, whiplash_customer_id}}`); each becomes an entry of the merchants file
+    in the sandbox's one Whiplash account (`whiplash_default`, its own customer id) with its
+    own `loop_<id>` connection. `revoked_loop`: merchants whose Loop connection carries a wrong
+    API key (credentials revoked at Loop: every Loop call answers 401). `entries`: more keys
+    for every entry (a cadence, say); `only`: serve just these merchants of the sandbox.
+    """
+
+    revoked_loop: frozenset[str] = frozenset()
+    entries: Mapping[str, Any] = field(default_factory=dict)
+    only: tuple[str, ...] | None = None
+
+    def merchants(self, sandbox: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        served: dict[str, dict[str, Any]] = dict(sandbox["merchants"])
+        if self.only is not None:
+            served = {m: served[m] for m in self.only}
+        return served
+
+    def write_file(self, path: Path, sandbox: Mapping[str, Any]) -> tuple[str, ...]:
+        """Write the merchants file; the merchant ids in file order."""
+        served = self.merchants(sandbox)
+        document = {
+            "merchants": [
+                {
+                    "id": merchant,
+                    "loop_conn_id": loop_conn_id(merchant),
+                    "whiplash_conn_id": "whiplash_default",
+                    "whiplash_customer_id": int(keys["whiplash_customer_id"]),
+                    **self.entries,
+                }
+                for merchant, keys in served.items()
+            ]
+        }
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return tuple(served)
+
+    def connections(
+        self,
+        sandbox: Mapping[str, Any],
+        loop_extra: Mapping[str, Any] | None = None,
+        whiplash_extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """`AIRFLOW_CONN_*`: one Loop connection per merchant, and `whiplash_default`."""
+        return merchant_connections(
+            sandbox, self.merchants(sandbox), loop_extra, whiplash_extra, self.revoked_loop
+        )
+
+
+def merchant_connections(
+    sandbox: Mapping[str, Any],
+    merchants: Mapping[str, Mapping[str, Any]],
+    loop_extra: Mapping[str, Any] | None = None,
+    whiplash_extra: Mapping[str, Any] | None = None,
+    revoked_loop: Iterable[str] = (),
+) -> dict[str, str]:
+    """`loop_<id>` for each merchant (its shop's API key and webhook secret; a wrong key for
+    the `revoked_loop` ones) and the shared `whiplash_default`, as `AIRFLOW_CONN_*` JSON."""
+    revoked = set(revoked_loop)
+    connections = {
+        "AIRFLOW_CONN_WHIPLASH_DEFAULT": airflow_connections(
+            sandbox, whiplash_extra=whiplash_extra
+        )["AIRFLOW_CONN_WHIPLASH_DEFAULT"]
+    }
+    for merchant, keys in merchants.items():
+        key = str(keys["loop_api_key"])
+        loop = {
+            "conn_type": "http",
+            "host": sandbox["loop_url"],
+            "password": f"revoked-{key}" if merchant in revoked else key,
+            "extra": {"webhook_secret": keys["loop_webhook_secret"], **(loop_extra or {})},
+        }
+        connections[f"AIRFLOW_CONN_{loop_conn_id(merchant).upper()}"] = json.dumps(loop)
+    return connections
 
 
 def sandbox_admin(admin_url: str, method: str, path: str, body: Any = None) -> Any:
