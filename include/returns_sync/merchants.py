@@ -50,6 +50,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from include.returns_sync.settings import Settings, settings
+from include.returns_sync.strict_yaml import StrictLoader, yaml_problem
 
 DEFAULT_MERCHANT_ID = "default"
 #: The variable that points at the merchants file.
@@ -211,29 +212,14 @@ class _Entry(BaseModel):
         return value
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def parse_merchants(text: str, source: Path | None = None) -> MerchantsFile:
     """Check a merchants file given as YAML text; `source` names it (and anchors relative
     criteria paths). Bad entries become `problems`; a bad file raises `MerchantsFileError`."""
     name = str(source) if source is not None else "<merchants>"
     try:
-        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        document = yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise MerchantsFileError(f"{name}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise MerchantsFileError(f"{name}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(document, dict) or "merchants" not in document:
         raise MerchantsFileError(f"{name}: must be a mapping with a 'merchants' list")
     unknown = sorted(str(key) for key in document if key != "merchants")
@@ -363,14 +349,6 @@ def _merchant(entry: _Entry, order: int, base: Path | None) -> Merchant:
         backfill_at=entry.backfill_at,
         order=order,
     )
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is None:
-        return str(problem)
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def load_merchants(path: Path | str | None = None) -> MerchantsFile:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from include.returns_sync.domain.dispositions import Dispositions
 from include.returns_sync.domain.sku import BLANK_SKU, normalise_sku
 from include.returns_sync.settings import Settings, settings
+from include.returns_sync.strict_yaml import StrictLoader, yaml_problem
 
 #: The criteria file format this release reads.
 CURRENT_VERSION = 1
@@ -156,9 +157,9 @@ def load_criteria(path: str | Path | None = None) -> Criteria:
 def parse_criteria(text: str, source: str = "<criteria>") -> Criteria:
     """Validate criteria given as YAML text; `source` names the file in error messages."""
     try:
-        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        document = yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise CriteriaError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise CriteriaError(f"{source}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(document, dict):
         raise CriteriaError(
             f"{source}: must be a mapping of criteria options (got {type(document).__name__})"
@@ -173,29 +174,6 @@ def parse_criteria(text: str, source: str = "<criteria>") -> Criteria:
     except ValidationError as exc:
         problems = [f"{source}: {_describe(error)}" for error in exc.errors()]
         raise CriteriaError("\n".join(problems)) from None
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is None:
-        return str(problem)
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _describe(error: Any) -> str:
