@@ -65,6 +65,8 @@ PARTS = ("parse", "memory", "cadence", "throughput", "limiter")
 BASES = ("loop_returns_to_whiplash", "loop_asn_backfill", "whiplash_receipts_to_loop")
 WHIPLASH_LIMIT_PER_S = 10.0
 PARSE_GOAL_S = 5.0
+#: Airflow's default `[dag_processor] parsing_processes`, which the deployment keeps.
+PARSING_PROCESSES = 2
 MEMORY_GOAL = 1.25
 LAG_GOAL_S = 60.0
 FLOOR_GOAL = 1.3
@@ -180,66 +182,96 @@ def cpu_seconds(processes: Iterable[Any]) -> float:
 
 def parse_worker(dags_dir: Path, rounds: int) -> dict[str, Any]:
     """In this process (Airflow loaded): each DAG file in a forked child, as the dag-processor
-    parses it; wall seconds per file (fork to exit), DAG counts, import errors, result size."""
+    parses it; wall seconds per file (fork to result), DAG counts, import errors, result size.
+
+    Each round parses the files one after another (with the DagBag / serialization breakdown
+    measured in the child after its result), then all of them again with `PARSING_PROCESSES`
+    children at a time, the dag-processor's default: that round's wall time, from the first
+    fork to the last result, is the time the dag-processor takes to parse the DAG files."""
+    import gc
+
     import structlog
+    from airflow.dag_processing import processor  # noqa: F401  (loaded before the freeze)
+
+    gc.freeze()  # as the dag-processor's manager does before its loop (no COW in the children)
+    log = structlog.get_logger()
+    files = sorted(p for p in dags_dir.glob("*.py") if not p.name.startswith("_"))
+    measured: list[dict[str, dict[str, Any]]] = []
+    concurrent: list[float] = []
+    for _ in range(rounds):
+        measured.append({p.name: finish_parse(*fork_parse(p, dags_dir, log)) for p in files})
+        started = time.perf_counter()
+        waiting, running, results = list(files), [], []
+        while waiting or running:
+            while waiting and len(running) < PARSING_PROCESSES:
+                running.append(fork_parse(waiting.pop(0), dags_dir, log, breakdown=False))
+            pid, _ = os.wait()
+            done = next(r for r in running if r[0] == pid)
+            running.remove(done)
+            results.append(finish_parse(*done, waited=True))
+        concurrent.append(max(r.get("parsed_at", float("nan")) for r in results) - started)
+    return {"rounds": measured, "concurrent": concurrent}
+
+
+def fork_parse(
+    path: Path, dags_dir: Path, log: Any, *, breakdown: bool = True
+) -> tuple[int, int, float]:
+    """Parse one DAG file in a forked child the way the dag-processor does; (pid, the read end
+    of the pipe its measurements arrive on, when it was forked)."""
     from airflow.dag_processing.processor import (
         DagFileParseRequest,
         _parse_file,
         _pre_import_airflow_modules,
     )
 
-    log = structlog.get_logger()
-    files = sorted(p for p in dags_dir.glob("*.py") if not p.name.startswith("_"))
-    measured: list[dict[str, dict[str, Any]]] = []
-    for _ in range(rounds):
-        per_file: dict[str, dict[str, Any]] = {}
-        for path in files:
-            started = time.perf_counter()
-            _pre_import_airflow_modules(str(path), log)  # the manager does this before forking
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the parsing process
-                os.close(read_end)
-                code = 0
-                try:
-                    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "client"
-                    request = DagFileParseRequest(
-                        file=str(path),
-                        bundle_path=dags_dir,
-                        bundle_name="dags-folder",
-                        callback_requests=[],
-                    )
-                    result = _parse_file(request, log)
-                    encoded = result.model_dump_json() if result is not None else ""
-                    parsed = time.perf_counter()  # what the dag-processor waits for
-                    usage = resource.getrusage(resource.RUSAGE_SELF)  # this child's CPU so far
-                    errors = (result.import_errors or {}) if result is not None else {}
-                    info = {
-                        "dags": len(result.serialized_dags) if result is not None else 0,
-                        "import_errors": len(errors),
-                        "error_text": "\n".join(errors.values())[:300],
-                        "bytes": len(encoded),
-                        "parse_s": parsed - started,
-                        "cpu_s": usage.ru_utime + usage.ru_stime,
-                        **parts_of_parse(path, dags_dir, log),
-                    }
-                    os.write(write_end, json.dumps(info).encode())
-                except BaseException as exc:
-                    os.write(write_end, json.dumps({"crash": repr(exc)}).encode())
-                    code = 1
-                finally:
-                    os._exit(code)
-            os.close(write_end)
-            chunks = []
-            while chunk := os.read(read_end, 65536):
-                chunks.append(chunk)
-            os.close(read_end)
-            os.waitpid(pid, 0)
-            info = json.loads(b"".join(chunks) or b"{}")
-            # fork -> result encoded (the breakdown measured after that is not part of it)
-            per_file[path.name] = {"seconds": info.get("parse_s", float("nan")), **info}
-        measured.append(per_file)
-    return {"rounds": measured}
+    started = time.perf_counter()
+    _pre_import_airflow_modules(str(path), log)  # the manager does this before forking
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end, started
+    os.close(read_end)  # the parsing process
+    code = 0
+    try:
+        os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "client"
+        request = DagFileParseRequest(
+            file=str(path), bundle_path=dags_dir, bundle_name="dags-folder", callback_requests=[]
+        )
+        result = _parse_file(request, log)
+        encoded = result.model_dump_json() if result is not None else ""
+        parsed = time.perf_counter()  # what the dag-processor waits for
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # this child's CPU so far
+        errors = (result.import_errors or {}) if result is not None else {}
+        info = {
+            "dags": len(result.serialized_dags) if result is not None else 0,
+            "import_errors": len(errors),
+            "error_text": "\n".join(errors.values())[:300],
+            "bytes": len(encoded),
+            "parse_s": parsed - started,
+            "parsed_at": parsed,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            **(parts_of_parse(path, dags_dir, log) if breakdown else {}),
+        }
+        os.write(write_end, json.dumps(info).encode())
+    except BaseException as exc:
+        os.write(write_end, json.dumps({"crash": repr(exc)}).encode())
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def finish_parse(pid: int, read_end: int, started: float, waited: bool = False) -> dict[str, Any]:
+    """The measurements of one parsing child, after it exits."""
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    if not waited:
+        os.waitpid(pid, 0)
+    info = json.loads(b"".join(chunks) or b"{}")
+    # fork -> result encoded (the breakdown measured after that is not part of it)
+    return {"seconds": info.get("parse_s", float("nan")), **info}
 
 
 def parts_of_parse(path: Path, dags_dir: Path, log: Any) -> dict[str, float]:
@@ -286,13 +318,58 @@ def run_parse(n: int, rounds: int) -> dict[str, Any]:
             )
             if done.returncode != 0:
                 raise RuntimeError(f"the parse worker failed:\n{done.stderr[-4000:]}")
-            measured = json.loads(done.stdout.strip().splitlines()[-1])["rounds"]
-        results[str(count)] = summarize_parse(measured)
+            measured = json.loads(done.stdout.strip().splitlines()[-1])
+            summary = summarize_parse(measured["rounds"], measured["concurrent"])
+            summary["real"] = real_dag_processor(env, work / "airflow")
+        results[str(count)] = summary
     results["load_after"] = load()
     return results
 
 
-def summarize_parse(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def real_dag_processor(env: Mapping[str, str], home: Path) -> dict[str, Any]:
+    """One loop of the real `airflow dag-processor -n 1` (SQLite metadata, default
+    `parsing_processes`): the manager forks the parsing processes and then writes every DAG to
+    the metadata database itself, one file's results at a time. From its log: the loop's time
+    (the files queued -> the process exits) and each file's last duration as its stats table
+    prints it (fork -> the manager has written the results)."""
+    import re
+
+    env = {**env, "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "1"}
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "dag-processor", "-n", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    exited = datetime.now(UTC)
+    log = done.stdout + done.stderr
+    queued = re.search(r"^(\S+Z) .*new files to the front of the queue", log, re.MULTILINE)
+    if done.returncode != 0 or queued is None:
+        return {"error": f"exit {done.returncode}: {log[-500:]}"}
+    table = log.rsplit("DAG File Processing Stats", 1)[-1]
+    files = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r"^dags-folder\s+(\S+\.py)\s.*?\s([\d.]+)s\s+\S+$", table, re.MULTILINE
+        )
+    }
+    started = datetime.fromisoformat(queued.group(1).replace("Z", "+00:00"))
+    return {"loop_s": (exited - started).total_seconds(), "files": files}
+
+
+def summarize_parse(
+    rounds: list[dict[str, dict[str, Any]]], concurrent: list[float]
+) -> dict[str, Any]:
     files = sorted(rounds[0])
     per_file = {
         name: {
@@ -314,6 +391,8 @@ def summarize_parse(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         "per_file": per_file,
         "total_s": statistics.median(totals),
         "totals": totals,
+        "concurrent_s": statistics.median(concurrent),
+        "concurrents": concurrent,
         "dags": sum(f["dags"] or 0 for f in per_file.values()),
         "slowest_file_s": max(f["median_s"] for f in per_file.values()),
     }
@@ -337,14 +416,31 @@ def parse_markdown(result: dict[str, Any], n: int) -> str:
             + (f" (crash: {f['crash']})" if f.get("crash") else "")
             + " |"
         )
-    verdict = "met" if big["total_s"] < PARSE_GOAL_S else "**missed**"
+    verdict = "met" if big["concurrent_s"] < PARSE_GOAL_S else "**missed**"
     cpu_verdict = "met" if big["cpu_s"] < PARSE_GOAL_S else "**missed**"
     rows.append(
         f"| **all files, one after another** | {one['total_s']:.2f} s ({one['cpu_s']:.2f} s) | "
-        f"**{big['total_s']:.2f} s** wall (goal < {PARSE_GOAL_S:.0f} s: {verdict}); "
-        f"**{big['cpu_s']:.2f} s** CPU, what it takes on an idle core ({cpu_verdict}) | | "
-        f"{big['dags']} | | |"
+        f"**{big['total_s']:.2f} s** ({big['cpu_s']:.2f} s: under {PARSE_GOAL_S:.0f} s even on "
+        f"one core: {cpu_verdict}) | | {big['dags']} | | |"
     )
+    rows.append(
+        f"| **all files, {PARSING_PROCESSES} at a time (the dag-processor's default)** | "
+        f"{one['concurrent_s']:.2f} s | **{big['concurrent_s']:.2f} s** "
+        f"(goal < {PARSE_GOAL_S:.0f} s: {verdict}) | | {big['dags']} | | |"
+    )
+    real_big, real_one = big.get("real", {}), one.get("real", {})
+    if "loop_s" in real_big:
+        slowest = max(real_big["files"].items(), key=lambda item: item[1], default=("", 0.0))
+        rows.append(
+            "| the real `airflow dag-processor -n 1`, parsing **and writing every DAG to the "
+            f"metadata database** (SQLite): one loop | {real_one.get('loop_s', 0):.1f} s | "
+            f"{real_big['loop_s']:.1f} s (slowest file as its stats print it: `{slowest[0]}` "
+            f"{slowest[1]:.2f} s) | | {big['dags']} | | |"
+        )
+    elif real_big:
+        rows.append(
+            f"| the real dag-processor | | failed: {real_big.get('error', '')[:200]} | | | | |"
+        )
     totals = ", ".join(f"{t:.2f}" for t in big["totals"])
     return "\n".join(
         [
@@ -359,8 +455,12 @@ def parse_markdown(result: dict[str, Any], n: int) -> str:
             "sent to the manager; time from fork to exit, median of "
             f"{result['rounds']} rounds (totals of the rounds: {totals} s); in brackets the "
             "parsing process's CPU time (user + system), which the load of this shared "
-            "machine does not inflate. With `parsing_processes` = 2 (Airflow's default) the "
-            "files are parsed two at a time.",
+            "machine does not inflate. Then, each round, the same files "
+            f"{PARSING_PROCESSES} at a time, as the dag-processor parses them with its default "
+            f"`parsing_processes` = {PARSING_PROCESSES} (the deployment keeps it): time from "
+            "the first fork to the last result (rounds: "
+            + ", ".join(f"{t:.2f}" for t in big["concurrents"])
+            + " s). What the goal is measured on.",
             "",
             *rows,
             "",
@@ -677,6 +777,7 @@ def lags(
             scheduled[(run["dag_id"], at.replace(microsecond=0))] = run
     values: list[float] = []
     missed: list[str] = []
+    late: list[str] = []
     for dag_id, tick in due:
         found = scheduled.get((dag_id, tick))
         start = _time(found.get("start_date")) if found else None
@@ -685,6 +786,10 @@ def lags(
                 missed.append(f"{dag_id}@{tick:%H:%M}")
             continue
         values.append((start - tick).total_seconds())
+        if values[-1] > LAG_GOAL_S:
+            late.append(
+                f"{dag_id}@{tick:%H:%M} +{values[-1]:.0f} s ({what_ran_before(runs, dag_id, start)})"
+            )
     values.sort()
     return {
         "due": len(due),
@@ -694,7 +799,22 @@ def lags(
         "p50_s": statistics.median(values) if values else None,
         "p95_s": values[int(0.95 * (len(values) - 1))] if values else None,
         "over_goal": sum(v > LAG_GOAL_S for v in values),
+        "late": late,
     }
+
+
+def what_ran_before(runs: list[dict[str, Any]], dag_id: str, start: datetime) -> str:
+    """The run of the same DAG that ended last before `start` (max_active_runs is 1, so a late
+    start usually waited for it): its type, its start and end."""
+    before = [
+        r for r in runs if r["dag_id"] == dag_id and (_time(r.get("end_date")) or start) < start
+    ]
+    if not before:
+        return "no earlier run"
+    last = max(before, key=lambda r: _time(r["end_date"]) or start)
+    began, ended = _time(last.get("start_date")), _time(last.get("end_date"))
+    took = f"{(ended - began).total_seconds():.0f} s" if began and ended else "?"
+    return f"after a {last['run_type']} run that took {took}, ended {ended:%H:%M:%S}"
 
 
 def cadence_markdown(result: dict[str, Any], project_to: int) -> str:
@@ -722,7 +842,9 @@ def cadence_markdown(result: dict[str, Any], project_to: int) -> str:
         f"(missed: {len(lag['missed'])}{': ' + missed if missed else ''}) |",
         f"| start lag (start - scheduled time): max | **{max_lag}** (goal <= "
         f"{LAG_GOAL_S:.0f} s for every due run: {verdict}); p50 {fmt_s(lag['p50_s'])}, "
-        f"p95 {fmt_s(lag['p95_s'])}; over 60 s: {lag['over_goal']} |",
+        f"p95 {fmt_s(lag['p95_s'])}; over 60 s: {lag['over_goal']}"
+        + (": " + "; ".join(lag.get("late", [])[:10]) if lag.get("late") else "")
+        + " |",
         f"| runs in the window by type / state | {fmt_counts(result['run_types'])} / "
         f"{fmt_counts(result['run_states'])} |",
         f"| task starts (Celery workloads, retries included) | {result['task_starts']:,} = "

@@ -30,13 +30,14 @@ by reason: `$AIRFLOW_HOME/returns_sync/reports/loop_asn_backfill/<run_id>/`.
 
 from __future__ import annotations
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 from include.returns_sync.dag_defaults import (
     START_DATE,
     backfill_cron,
     dag_merchants,
     default_args,
+    form_field,
     tags,
 )
 from include.returns_sync.merchants import Merchant
@@ -57,26 +58,26 @@ def build(merchant: Merchant) -> None:
         tags=tags(merchant, "backfill"),
         default_args=default_args(),
         params={
-            "start": Param(
+            "start": form_field(
                 None,
                 type=["null", "string"],
                 title="Start (UTC)",
                 description="First day or moment to cover, e.g. 2026-10-01 or 2026-10-01T00:00:00Z. "
                 "Leave empty to use the run's data interval.",
             ),
-            "end": Param(
+            "end": form_field(
                 None,
                 type=["null", "string"],
                 title="End (UTC)",
                 description="Last day (inclusive) or moment (exclusive) to cover, e.g. 2026-10-31.",
             ),
-            "return_ids": Param(
+            "return_ids": form_field(
                 [],
                 type="array",
                 title="Loop return ids",
                 description="Instead of a window: sync exactly these Loop returns.",
             ),
-            "dry_run": Param(
+            "dry_run": form_field(
                 False, type="boolean", title="Dry run", description="Report what would be created."
             ),
         },

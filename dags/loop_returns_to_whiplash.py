@@ -32,12 +32,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, dag, task
 
 from include.returns_sync.dag_defaults import (
     START_DATE,
     dag_merchants,
     default_args,
+    form_field,
     rma_every,
     tags,
 )
@@ -63,13 +64,13 @@ def build(merchant: Merchant) -> None:
         tags=tags(merchant),
         default_args=default_args(),
         params={
-            "return_ids": Param(
+            "return_ids": form_field(
                 [],
                 type="array",
                 title="Loop return ids",
                 description="Sync only these Loop returns now (leave empty to poll the window).",
             ),
-            "dry_run": Param(
+            "dry_run": form_field(
                 False,
                 type="boolean",
                 title="Dry run",

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, dag, task
 
 from include.returns_sync.dag_defaults import (
     START_DATE,
     dag_merchants,
     default_args,
+    form_field,
     receipts_every,
     tags,
 )
@@ -78,13 +79,13 @@ def build(merchant: Merchant) -> None:
         tags=tags(merchant),
         default_args=default_args(),
         params={
-            "consumer_return_ids": Param(
+            "consumer_return_ids": form_field(
                 [],
                 type="array",
                 title="Whiplash consumer return ids",
                 description="Reconcile only these consumer returns now (leave empty to poll).",
             ),
-            "dry_run": Param(
+            "dry_run": form_field(
                 False,
                 type="boolean",
                 title="Dry run",
