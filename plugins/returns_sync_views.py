@@ -16,39 +16,24 @@ the app is built on its first request.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 from airflow.plugins_manager import AirflowPlugin
 
+from include.returns_sync.lazy_app import LazyApp
+
 URL_PREFIX = "/returns-sync-ui"  # views/app.py MOUNT
-
-
-class LazyViewsApp:
-    """An ASGI app that builds the views app when the first request arrives."""
-
-    def __init__(self) -> None:
-        self._app: Any = None
-        self._lock = threading.Lock()
-
-    def _build(self) -> Any:
-        with self._lock:
-            if self._app is None:
-                from include.returns_sync.views.app import create_app
-
-                self._app = create_app()
-            return self._app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        app = self._app or self._build()
-        await app(scope, receive, send)
 
 
 class ReturnsSyncViewsPlugin(AirflowPlugin):
     """Mounts the views app and adds the navigation entry and the DAG-run tab."""
 
     name = "returns_sync_views"
-    fastapi_apps = [{"app": LazyViewsApp(), "url_prefix": URL_PREFIX, "name": "returns-sync views"}]
+    fastapi_apps = [
+        {
+            "app": LazyApp("include.returns_sync.views.app:create_app"),
+            "url_prefix": URL_PREFIX,
+            "name": "returns-sync views",
+        }
+    ]
     external_views = [
         {
             "name": "Returns",

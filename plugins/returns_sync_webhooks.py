@@ -11,32 +11,11 @@ light: the FastAPI app (and everything it imports) is built on the first request
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 from airflow.plugins_manager import AirflowPlugin
 
+from include.returns_sync.lazy_app import LazyApp
+
 URL_PREFIX = "/returns-sync"
-
-
-class LazyWebhookApp:
-    """An ASGI app that builds the real webhook app when the first request arrives."""
-
-    def __init__(self) -> None:
-        self._app: Any = None
-        self._lock = threading.Lock()
-
-    def _build(self) -> Any:
-        with self._lock:
-            if self._app is None:
-                from include.returns_sync.webhooks.app import create_app
-
-                self._app = create_app()
-            return self._app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        app = self._app or self._build()
-        await app(scope, receive, send)
 
 
 class ReturnsSyncWebhooksPlugin(AirflowPlugin):
@@ -44,5 +23,9 @@ class ReturnsSyncWebhooksPlugin(AirflowPlugin):
 
     name = "returns_sync_webhooks"
     fastapi_apps = [
-        {"app": LazyWebhookApp(), "url_prefix": URL_PREFIX, "name": "returns-sync webhooks"}
+        {
+            "app": LazyApp("include.returns_sync.webhooks.app:create_app"),
+            "url_prefix": URL_PREFIX,
+            "name": "returns-sync webhooks",
+        }
     ]

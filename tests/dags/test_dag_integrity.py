@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -54,21 +54,19 @@ def test_every_dag_is_documented_tagged_and_owned(dagbag) -> None:
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_parses_fast_without_heavy_imports(dag_file: Path) -> None:
-    """Parsing runs in the dag-processor every 30 s: no pandas, requests or sqlalchemy at top level."""
+def test_dag_file_imports_nothing_heavy_at_top_level(dag_file: Path) -> None:
+    """Parsing runs in the dag-processor every 30 s: no pandas, requests or sqlalchemy at top
+    level (what parsing costs is measured by bench/bench_merchants.py --parts parse)."""
     probe = (
-        "import sys, time, importlib.util\n"
+        "import json, sys, importlib.util\n"
         "before = set(sys.modules)\n"
-        "t = time.perf_counter()\n"
         f"spec = importlib.util.spec_from_file_location('probe', {str(dag_file)!r})\n"
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "elapsed = time.perf_counter() - t\n"
         "heavy = sorted(m for m in ('pandas', 'requests', 'sqlalchemy', 'include.returns_sync.clients')"
         " if m in sys.modules and m not in before)\n"
-        "print(repr((elapsed, heavy)))\n"
+        "print(json.dumps(heavy))\n"
     )
     warm = "import airflow.sdk\n"  # Airflow itself is already imported by the dag-processor
-    start = time.perf_counter()
     out = (
         subprocess.run(
             [sys.executable, "-c", warm + probe],
@@ -80,7 +78,5 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file: Path) -> None:
         .stdout.strip()
         .splitlines()[-1]
     )
-    elapsed, heavy = eval(out)  # our own probe's repr
+    heavy = json.loads(out)
     assert heavy == [], f"{dag_file.name} imports {heavy} at top level"
-    assert elapsed < 1.0, f"{dag_file.name} took {elapsed:.3f}s to parse"
-    assert time.perf_counter() - start < 60

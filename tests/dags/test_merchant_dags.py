@@ -1,8 +1,8 @@
 """One deployment, several merchants: the DAG files build each merchant's three DAGs.
 
 Parsed with Airflow's DagBag from a merchants file: ids, tags, staggered schedules, the default
-merchant's unchanged ids, a bad entry shown as an import error while the others load, and the
-parse cost at 200 merchants.
+merchant's unchanged ids, a bad entry shown as an import error while the others load, 600 DAGs
+at 200 merchants, and the form fields' JSON Schema dialect (what the parse cost hangs on).
 """
 
 from __future__ import annotations
@@ -137,25 +137,21 @@ def test_an_unparseable_file_is_one_clear_import_error_and_loads_no_dag(
     assert bag.dag_ids == []
 
 
-def test_two_hundred_merchants_parse_in_under_five_seconds(tmp_path: Path) -> None:
-    """The dag-processor parses each DAG file in its own process; the goal (issue 13) is the
-    three files, 600 DAGs, in < 5 s together. Measured in CPU seconds (the machine is shared,
-    so wall time also measures the neighbours), with Airflow already imported, as in the
-    dag-processor."""
+def test_two_hundred_merchants_build_six_hundred_dags_without_errors(tmp_path: Path) -> None:
+    """Each DAG file, in its own process as the dag-processor parses it, builds one DAG per
+    merchant at 200 merchants. How long that takes is measured by `bench/bench_merchants.py
+    --parts parse` (docs/BENCHMARKS.md), not here."""
     lines = ["merchants:"]
     for number in range(200):
         lines += [f"  - id: m{number:03d}", f"    whiplash_customer_id: {1000 + number}"]
     merchants = tmp_path / "merchants.yaml"
     merchants.write_text("\n".join(lines) + "\n")
     probe = (
-        "import sys, time\n"
-        "import airflow.sdk\n"
+        "import sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
-        "t = time.process_time()\n"
         "bag = DagBag(dag_folder=sys.argv[1])\n"
-        "print(len(bag.dags), len(bag.import_errors), time.process_time() - t)\n"
+        "print(len(bag.dags), len(bag.import_errors))\n"
     )
-    total = 0.0
     for base in BASES:
         out = subprocess.run(
             [sys.executable, "-c", probe, str(ROOT / "dags" / f"{base}.py")],
@@ -165,10 +161,25 @@ def test_two_hundred_merchants_parse_in_under_five_seconds(tmp_path: Path) -> No
             env={**_env(), "RETURNS_SYNC_MERCHANTS": str(merchants)},
             check=True,
         ).stdout.split()
-        dags, errors, seconds = int(out[-3]), int(out[-2]), float(out[-1])
-        assert (dags, errors) == (200, 0), base
-        total += seconds
-    assert total < 5.0, f"600 DAGs took {total:.2f} CPU seconds to parse"
+        assert (int(out[-2]), int(out[-1])) == (200, 0), base
+
+
+def test_every_form_field_names_the_cheap_json_schema_dialect(three: Any) -> None:
+    """Airflow validates each form field's schema about 16 times per DAG and parse; unnamed,
+    the dialect is 2020-12, whose meta-schema check costs 4x draft-07's (dag_defaults.form_field).
+    The dialect changes nothing else: a wrong value is still refused, naming the field."""
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from include.returns_sync.dag_defaults import FORM_DIALECT
+
+    for dag in three.dags.values():
+        for name, param in dag.params.items():
+            assert param.schema.get("$schema") == FORM_DIALECT, (dag.dag_id, name)
+    params = three.dags["loop_asn_backfill__acme"].params
+    with pytest.raises(ParamValidationError, match="dry_run"):
+        params["dry_run"] = "yes"
+    with pytest.raises(ParamValidationError, match="start"):
+        params["start"] = 20261001
 
 
 def _env() -> dict[str, str]:

@@ -18,58 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.support.airflow_stack import RunningStack, sandbox_admin
+from tests.support.vendor_truth import rmas_per_loop_return, state_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
 RUN_TIMEOUT = 180
-
-
-def whiplash_rmas(sandbox: dict[str, Any]) -> Counter[str]:
-    """How many consumer returns Whiplash holds per Loop return id (over its HTTP API)."""
-    token = requests.post(
-        f"{sandbox['whiplash_url']}/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sandbox["whiplash_client_id"],
-            "client_secret": sandbox["whiplash_client_secret"],
-        },
-        timeout=30,
-    ).json()["access_token"]
-    counts: Counter[str] = Counter()
-    page = 1
-    while True:
-        rows = requests.get(
-            f"{sandbox['whiplash_url']}/api/v2/consumer_returns",
-            params={"page": page, "per_page": 250},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        ).json()
-        if not rows:  # a strict sandbox caps per_page at 50 silently: only empty is the end
-            return counts
-        for row in rows:
-            counts[str((row.get("originator") or {}).get("original_id"))] += 1
-        page += 1
-
-
-def recorded_rmas(state_url: str) -> dict[str, int]:
-    """Loop return id -> Whiplash id, as the PostgreSQL state store recorded them."""
-    engine = create_engine(make_url(state_url).set(drivername="postgresql+psycopg2"))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT loop_return_id, whiplash_return_id FROM sync_records "
-                    "WHERE status IN ('created', 'adopted')"
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    return {str(loop_id): int(whiplash_id) for loop_id, whiplash_id in rows}
 
 
 def loop_actions(admin: str) -> Counter[tuple[str, str]]:
@@ -104,10 +59,14 @@ def test_celery_workers_create_each_rma_once_and_act_on_each_receipt_once(
     truth = sandbox_admin(admin, "GET", "/truth")
     needed = set(truth["needs_rma"])
     assert len(needed) >= 20, "the seeded day should hold a realistic number of eligible returns"
-    rmas = whiplash_rmas(running.sandbox)
+    rmas = rmas_per_loop_return(running.sandbox)
     assert {rid for rid in needed if rmas[rid] != 1} == set(), "every eligible return: one RMA"
     assert set(rmas) - needed == set(), "no RMA for an ineligible or unmappable return"
-    assert set(recorded_rmas(running.state_url)) == needed, "the state store knows every RMA"
+    recorded = state_rows(
+        running.state_url,
+        "SELECT loop_return_id FROM sync_records WHERE status IN ('created', 'adopted')",
+    )
+    assert {str(rid) for (rid,) in recorded} == needed, "the state store knows every RMA"
     per_worker = running.stack.workloads_per_worker()
     assert all(count > 0 for count in per_worker.values()), f"both workers ran tasks: {per_worker}"
 
@@ -133,7 +92,7 @@ def test_celery_workers_create_each_rma_once_and_act_on_each_receipt_once(
             wrong[rid] = (verdict, sorted(did))
     assert wrong == {}, f"Loop actions differ from the expected verdicts: {wrong}"
     assert {"process", "flag"} <= set(verdicts.values()), "the day should hold both verdicts"
-    assert whiplash_rmas(running.sandbox) == rmas, "the second backfill created an RMA"
+    assert rmas_per_loop_return(running.sandbox) == rmas, "the second backfill created an RMA"
     oauth = sandbox_admin(admin, "GET", "/stats")["whiplash"]["oauth"]
     assert oauth["invalid_grant"] == 0, f"a refresh token was used twice: {oauth}"
     refreshes = oauth["grants"].get("refresh_token", 0)

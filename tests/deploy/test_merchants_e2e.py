@@ -31,11 +31,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.support.airflow_stack import RunningStack, sandbox_admin
+from tests.support.vendor_truth import loop_return_id, state_rows, whiplash_consumer_returns
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -49,37 +47,7 @@ BROKEN = "m03"
 RUN_TIMEOUT = 180
 
 
-def consumer_returns(sandbox: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every consumer return of the Whiplash account, every customer's (no `X-Customer-ID`)."""
-    token = requests.post(
-        f"{sandbox['whiplash_url']}/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sandbox["whiplash_client_id"],
-            "client_secret": sandbox["whiplash_client_secret"],
-        },
-        timeout=30,
-    ).json()["access_token"]
-    found: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        rows = requests.get(
-            f"{sandbox['whiplash_url']}/api/v2/consumer_returns",
-            params={"page": page, "per_page": 50},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        ).json()
-        if not rows:  # a strict sandbox caps per_page silently: only empty is the end
-            return found
-        found += rows
-        page += 1
-
-
-def loop_return_id(rma: dict[str, Any]) -> str:
-    return str((rma.get("originator") or {}).get("original_id"))
-
-
-def state_rows(state_url: str) -> dict[str, list[tuple[str, ...]]]:
+def merchant_rows(state_url: str) -> dict[str, list[tuple[str, ...]]]:
     """What the shared PostgreSQL state store holds, as (merchant, ...) tuples per table."""
     queries = {
         "rmas": "SELECT merchant, loop_return_id FROM sync_records "
@@ -88,15 +56,10 @@ def state_rows(state_url: str) -> dict[str, list[tuple[str, ...]]]:
         "decisions": "SELECT merchant, loop_return_id, verdict FROM decisions",
         "actions": "SELECT merchant, loop_return_id, action FROM loop_actions WHERE status = 'sent'",
     }
-    engine = create_engine(make_url(state_url).set(drivername="postgresql+psycopg2"))
-    try:
-        with engine.connect() as conn:
-            return {
-                name: [tuple(str(v) for v in row) for row in conn.execute(text(sql)).all()]
-                for name, sql in queries.items()
-            }
-    finally:
-        engine.dispose()
+    return {
+        name: [tuple(str(v) for v in row) for row in state_rows(state_url, sql)]
+        for name, sql in queries.items()
+    }
 
 
 def record_statuses(
@@ -106,18 +69,12 @@ def record_statuses(
     wanted = sorted(loop_return_ids)[:10]
     if not wanted:
         return {}
-    engine = create_engine(make_url(state_url).set(drivername="postgresql+psycopg2"))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT merchant, loop_return_id, status, reason_code, reason_detail "
-                    "FROM sync_records WHERE loop_return_id = ANY(:ids)"
-                ),
-                {"ids": wanted},
-            ).all()
-    finally:
-        engine.dispose()
+    rows = state_rows(
+        state_url,
+        "SELECT merchant, loop_return_id, status, reason_code, reason_detail "
+        "FROM sync_records WHERE loop_return_id = ANY(:ids)",
+        {"ids": wanted},
+    )
     found = {str(r[1]): (str(r[0]), str(r[2]), str(r[3]), str(r[4])[:120]) for r in rows}
     return {rid: found.get(rid, ("no record",)) for rid in wanted}
 
@@ -195,9 +152,9 @@ def test_one_deployment_serves_each_merchant_alone_and_a_revoked_one_fails_alone
     owner = {rid: m for m in running.merchants for rid in truth[m]["returns"]}
     assert len(owner) == sum(len(truth[m]["returns"]) for m in running.merchants)
 
-    rmas = consumer_returns(running.sandbox)
+    rmas = whiplash_consumer_returns(running.sandbox)
     per_return = Counter(loop_return_id(rma) for rma in rmas)
-    rows = state_rows(running.state_url)
+    rows = merchant_rows(running.state_url)
     for merchant in HEALTHY:
         wrong = {rid: per_return[rid] for rid in needed[merchant] if per_return[rid] != 1}
         statuses = record_statuses(running.state_url, merchant, wrong)
@@ -238,7 +195,7 @@ def test_one_deployment_serves_each_merchant_alone_and_a_revoked_one_fails_alone
     ]
     assert_succeeded(running, run_all(running, again))
 
-    rows = state_rows(running.state_url)
+    rows = merchant_rows(running.state_url)
     decisions, actions = by_merchant(rows["decisions"]), by_merchant(rows["actions"])
     for merchant in HEALTHY:
         verdicts: dict[str, str] = sandbox_admin(admin, "GET", f"/truth?merchant={merchant}")[
@@ -260,7 +217,9 @@ def test_one_deployment_serves_each_merchant_alone_and_a_revoked_one_fails_alone
         assert {(rid, a) for rid, a in actions.get(merchant, set())} == set(did)
     assert shop_actions(admin, BROKEN) == Counter(), f"nothing was done in {BROKEN}'s shop"
     assert set(decisions) <= set(HEALTHY) and set(actions) <= set(HEALTHY)
-    assert Counter(loop_return_id(r) for r in consumer_returns(running.sandbox)) == per_return
+    assert (
+        Counter(loop_return_id(r) for r in whiplash_consumer_returns(running.sandbox)) == per_return
+    )
 
     named = alerts(running)
     assert named[BROKEN] >= len(broken), f"each failed run of {BROKEN} alerts, naming it"
