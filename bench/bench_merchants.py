@@ -460,8 +460,9 @@ def parse_markdown(result: dict[str, Any], n: int) -> str:
             "",
             f"Measured {result['when']}, load average (1/5/15 min) {result['load_before']} "
             f"before, {result['load_after']} after. Each DAG file of dags/ is parsed in a "
-            "process forked from a parent with Airflow loaded (as the dag-processor forks "
-            "one per file after pre-importing the file's Airflow modules), by Airflow's own "
+            "process forked from a parent with Airflow loaded and its garbage collector frozen "
+            "(as the dag-processor's manager freezes it, then forks one process per file after "
+            "pre-importing the file's Airflow modules), by Airflow's own "
             "`airflow.dag_processing.processor._parse_file` (the file's `DagBag` and the "
             "serialization of each of its DAGs), the result encoded as JSON as it would be "
             "sent to the manager; time from fork to exit, median of "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from tests.support.dag_harness import rmas_by_loop_id
+from tests.support.dag_harness import rmas_by_loop_id, run_dags_at_once
 
 DAG_ID = "loop_asn_backfill"
 
@@ -53,27 +53,13 @@ def test_running_the_same_interval_twice_creates_nothing_extra(
 
 
 def test_backfill_and_primary_dag_running_at_once_make_one_rma_each(
-    pipeline_env: Any, run_dag: Any
+    pipeline_env: Any, run_dag: Any, tmp_path: Path
 ) -> None:
     sandbox = pipeline_env
     truth = sandbox.seed_day(n=40)
-    errors: list[BaseException] = []
-
-    def run(dag_id: str, conf: dict[str, Any]) -> None:
-        try:
-            run_dag(dag_id, conf)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=run, args=(DAG_ID, _day_window())),
-        threading.Thread(target=run, args=("loop_returns_to_whiplash", {})),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert not errors
+    run_dags_at_once(
+        [(DAG_ID, _day_window()), ("loop_returns_to_whiplash", {})], tmp_path / "at-once"
+    )
     run_dag(DAG_ID, _day_window())  # whatever one of them left busy, the next run finishes
     rmas = rmas_by_loop_id(sandbox)
     assert set(rmas) == set(truth.rma_ids())

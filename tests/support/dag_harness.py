@@ -9,6 +9,7 @@ One place for what tests/dags (fixtures `pipeline_env`, `run_dag`) and tests/rel
   retry waits and short HTTP timeouts;
 * `load_dag` parses the DAG folder afresh (`dag.test(run_conf=...)` leaves the conf in the DAG's
   params), serialised between threads;
+* `run_dags_at_once` runs DAGs at the same time, each in its own process (as on two workers);
 * `Pipeline.run` runs one DAG to its end and returns a `DagResult`: the run state, the
   summary.json it wrote and Airflow's task attempts;
 * `failure_alerts` and `counting_retries` collect what the DAGs log while a block runs;
@@ -20,9 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +120,55 @@ def run_dag_test(dag_id: str, conf: Mapping[str, Any] | None = None) -> Any:
     """Run `dag_id` to its end with `dag.test()` (a fresh parse); returns the DagRun."""
     dag = load_dag(dag_id)
     return dag.test(run_conf=dict(conf or {}), logical_date=datetime.now(UTC))
+
+
+_RUN_ONE = """
+import json, sys
+from tests.support.dag_harness import run_dag_test
+print("state=" + str(run_dag_test(sys.argv[1], json.loads(sys.argv[2])).state))
+"""
+
+
+def run_dags_at_once(runs: Sequence[tuple[str, Mapping[str, Any]]], scratch: Path) -> list[str]:
+    """Run DAGs at the same time with `dag.test()`, each in its own Python process, as two
+    workers would; the final state of each run.
+
+    Not threads: `dag.test()` re-parses the DAG folder and serialises the DAG in-process, and two
+    of those in one interpreter race on module state (a `dictionary changed size` now and
+    then). The processes share what the pipeline shares, through the environment: the sandbox,
+    the state store, the reports folder; each gets its own copy of this process's SQLite
+    metadata database (a PostgreSQL one is shared: its server takes concurrent writers).
+    """
+    conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    database = Path(conn.removeprefix("sqlite:///")) if conn.startswith("sqlite:///") else None
+    if not conn:
+        database = home / "airflow.db"
+    scratch.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for number, (dag_id, conf) in enumerate(runs):
+        env = dict(os.environ)
+        if database is not None:
+            own = scratch / f"airflow-{number}.db"
+            shutil.copy2(database, own)
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{own}"
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _RUN_ONE, dag_id, json.dumps(dict(conf))],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    states = []
+    for (dag_id, _), process in zip(runs, processes, strict=True):
+        out, err = process.communicate(timeout=300)
+        lines = [line for line in out.splitlines() if line.startswith("state=")]
+        assert process.returncode == 0 and lines, f"{dag_id} failed:\n{(out + err)[-3000:]}"
+        states.append(lines[-1].removeprefix("state="))
+    return states
 
 
 @dataclass
