@@ -58,7 +58,7 @@ def form_field(default: Any, *, type: str | list[str], title: str, description: 
     Why the dialect: Airflow validates every Param with `jsonschema.validate` each time a DAG
     is built, compared or serialized (about 16 times per DAG and parse), and that call first
     checks the schema itself against its dialect's meta-schema. Unnamed, the dialect is
-    2020-12, whose meta-schema check costs 4x draft-07's (0.68 vs 0.17 ms here); with 600
+    2020-12, whose meta-schema check costs about 4x draft-07's (0.34-0.46 vs 0.09 ms); with 600
     DAGs that was a third of the dag-processor's time (docs/BENCHMARKS.md "Parse time"). The
     fields use only keywords both dialects read alike (type, title, description), so naming
     draft-07 changes nothing else: the form, the validation of a trigger's conf.

@@ -7,23 +7,16 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 
 from include.returns_sync.state import StateStore
-from include.returns_sync.state.migration import alembic_config, head_revision
+from include.returns_sync.state.migration import head_revision
 from include.returns_sync.vocabulary import ActionKind, ActionStatus, SyncStatus, Verdict
 from tests.state.support import FakeClock
+from tests.support.migrations import run_alembic
 
 MERCHANT_TABLES = ("sync_records", "decisions", "loop_actions", "watermarks", "webhook_inbox")
 WHEN = "2026-03-01 10:00:00"
-
-
-def _alembic(store: StateStore, action: str, revision: str) -> None:
-    config = alembic_config()
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
 
 
 def _write_as_0006(store: StateStore) -> None:
@@ -70,7 +63,7 @@ def _write_as_0006(store: StateStore) -> None:
 @pytest.fixture
 def store_0006(make_store: Callable[..., StateStore], clock: FakeClock) -> StateStore:
     store = make_store(clock)
-    _alembic(store, "upgrade", "0006")
+    run_alembic(store.engine, "upgrade", "0006")
     _write_as_0006(store)
     return store
 
@@ -112,7 +105,7 @@ def test_downgrade_below_0007_works_with_default_rows_only(store_0006: StateStor
     store = store_0006
     store.migrate()
     store.claim_for_creation("1004", token="t", source="webhook")
-    _alembic(store, "downgrade", "0006")
+    run_alembic(store.engine, "downgrade", "0006")
     assert store.revision() == "0006"
     columns = {c["name"] for c in inspect(store.engine).get_columns("sync_records")}
     assert "merchant" not in columns
@@ -131,6 +124,6 @@ def test_downgrade_below_0007_refuses_while_other_merchants_have_rows(
     store.for_merchant("acme").advance_watermark("loop_poll", store._now())
     store.for_merchant("zeta").inbox_put("loop", "k", "label", "1", {})
     with pytest.raises(RuntimeError, match=r"watermarks: acme; webhook_inbox: zeta"):
-        _alembic(store, "downgrade", "0006")
+        run_alembic(store.engine, "downgrade", "0006")
     assert store.revision() == head_revision()  # nothing half-done
     assert store.for_merchant("acme").get_watermark("loop_poll") is not None

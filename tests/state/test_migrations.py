@@ -8,16 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select, text
 
 from include.returns_sync.state import StateStore
-from include.returns_sync.state.migration import alembic_config, head_revision
+from include.returns_sync.state.migration import head_revision
 from include.returns_sync.state.schema import VERSION_TABLE, metadata, sync_records
 from include.returns_sync.state.tokens import encrypt
+from tests.support.migrations import run_alembic
 
 OWN_TABLES = {
     "sync_records",
@@ -118,25 +118,18 @@ def test_postgres_store_stays_inside_its_own_schema(pg_url: str) -> None:
     assert not (OWN_TABLES | {VERSION_TABLE}) & public
 
 
-def _alembic(store: StateStore, action: str, revision: str) -> None:
-    config = alembic_config()
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
-
-
 def test_0004_keeps_a_refresh_token_stored_before_it_and_downgrades_cleanly(
     make_store: Callable[..., StateStore],
 ) -> None:
     key = Fernet.generate_key().decode()
     store = make_store()
-    _alembic(store, "upgrade", "0003")
+    run_alembic(store.engine, "upgrade", "0003")
     with store.engine.begin() as conn:  # what the 0003 code wrote
         conn.execute(
             text("INSERT INTO oauth_tokens (name, refresh_token, updated_at) VALUES (:n, :t, :u)"),
             {"n": "whiplash_default", "t": encrypt("rotated-under-0003", key), "u": "2026-12-01"},
         )
-    _alembic(store, "upgrade", "0004")
+    run_alembic(store.engine, "upgrade", "0004")
     slot = store.read_oauth_slot("whiplash_default", key)
     assert slot is not None
     assert (slot.refresh_token, slot.access_token, slot.origin) == (
@@ -145,7 +138,7 @@ def test_0004_keeps_a_refresh_token_stored_before_it_and_downgrades_cleanly(
         None,
     )
     assert store.acquire_oauth_lease("client-credentials-conn", "me", timedelta(seconds=5))
-    _alembic(store, "downgrade", "0003")  # the slot without a refresh token goes away
+    run_alembic(store.engine, "downgrade", "0003")  # the slot without a refresh token goes away
     assert store.load_refresh_token("whiplash_default", key) == "rotated-under-0003"
     with store.engine.connect() as conn:
         names = conn.execute(text("SELECT name FROM oauth_tokens")).scalars().all()

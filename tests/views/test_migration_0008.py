@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import inspect, text
 
 from include.returns_sync.state import StateStore
-from include.returns_sync.state.migration import alembic_config, head_revision
+from include.returns_sync.state.migration import head_revision
 from include.returns_sync.views import queries
-
-
-def _alembic(store: StateStore, action: str, revision: str) -> None:
-    config = alembic_config()
-    with store.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
+from tests.support.migrations import run_alembic
 
 
 def test_0008_upgrades_old_rows_and_downgrades_cleanly(store: StateStore) -> None:
     assert head_revision() == "0008"
-    _alembic(store, "downgrade", "0007")
+    run_alembic(store.engine, "downgrade", "0007")
     with store.engine.begin() as conn:  # what the 0007 code wrote
         conn.execute(
             text(
@@ -36,7 +29,7 @@ def test_0008_upgrades_old_rows_and_downgrades_cleanly(store: StateStore) -> Non
                 "'[\"DAMAGED\"]', 'scheduled__old', '2026-03-02 10:00:00')"
             )
         )
-    _alembic(store, "upgrade", "0008")
+    run_alembic(store.engine, "upgrade", "0008")
 
     story = queries.timeline(store, "acme", "900")
     assert story is not None and story.rma is not None and story.order_name is None
@@ -46,7 +39,7 @@ def test_0008_upgrades_old_rows_and_downgrades_cleanly(store: StateStore) -> Non
     summary = queries.run_summary(store, "whiplash_receipts_to_loop__acme", "scheduled__old")
     assert summary is not None and summary.counts == {"flag": 1}
 
-    _alembic(store, "downgrade", "0007")
+    run_alembic(store.engine, "downgrade", "0007")
     with store.engine.connect() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns("sync_records")}
         indexes = {i["name"] for i in inspect(conn).get_indexes("loop_actions")}
